@@ -1,0 +1,227 @@
+// Package cli holds berth's commands: one file per command, flags turned
+// into options, implementations wired here and nowhere else.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"berth.dev/berth/cmd/berth/display"
+	"berth.dev/berth/internal/errdefs"
+	"berth.dev/berth/project"
+)
+
+// globals are the compose-compatible options every command accepts.
+type globals struct {
+	files       []string
+	projectName string
+	projectDir  string
+	profiles    []string
+	envFiles    []string
+	progress    string
+	dryRun      bool
+
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	env            map[string]string
+	cwd            string
+}
+
+// usageError marks errors in how berth was invoked (exit code 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+func (e usageError) Invalid() bool { return true }
+
+// Main runs the CLI with args (without the program name) and returns the
+// process exit code: 0 ok, 1 failure, 2 invalid input or usage.
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(stderr, "berth: internal error: %v (please report this)\n", r)
+			code = 1
+		}
+	}()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	g := &globals{stdin: stdin, stdout: stdout, stderr: stderr, env: environ()}
+	g.cwd, _ = os.Getwd()
+	// compose-go reports warnings (obsolete 'version:', …) through logrus.
+	logrus.SetOutput(stderr)
+	logrus.SetFormatter(warnFormatter{})
+	logrus.SetLevel(logrus.WarnLevel)
+
+	root := newRoot(g)
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "berth: %v\n", err)
+	return errdefs.ExitCode(err)
+}
+
+func environ() map[string]string {
+	out := map[string]string{}
+	for _, e := range os.Environ() {
+		if k, v, ok := strings.Cut(e, "="); ok && k != "" {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+type warnFormatter struct{}
+
+func (warnFormatter) Format(e *logrus.Entry) ([]byte, error) {
+	return []byte("berth: warning: " + e.Message + "\n"), nil
+}
+
+func newRoot(g *globals) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "berth [OPTIONS] COMMAND",
+		Short: "Define and run multi-container applications, with berth's own container runtime",
+		Long: `Define and run multi-container applications, with berth's own container runtime.
+
+berth reads fig.yml, compose.yaml and docker-compose.yml files and converges
+the machine toward them. No Docker, containerd or podman underneath.`,
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		DisableAutoGenTag: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := display.ParseProgress(g.progress); err != nil {
+				return usageError{err}
+			}
+			return nil
+		},
+	}
+	root.SetHelpTemplate(helpTemplate)
+	root.SetUsageTemplate(usageTemplate)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.CompletionOptions.HiddenDefaultCmd = false
+
+	f := root.PersistentFlags()
+	f.StringArrayVarP(&g.files, "file", "f", nil, "Compose configuration files (repeatable; - reads stdin)")
+	f.StringVarP(&g.projectName, "project-name", "p", "", "Project name")
+	f.StringVar(&g.projectDir, "project-directory", "", "Specify an alternate working directory\n(default: the path of the first specified Compose file)")
+	f.StringArrayVar(&g.profiles, "profile", nil, "Specify a profile to enable")
+	f.StringArrayVar(&g.envFiles, "env-file", nil, "Specify an alternate environment file")
+	f.StringVar(&g.progress, "progress", "auto", "Set type of progress output (auto, tty, plain, json, quiet)")
+	f.BoolVar(&g.dryRun, "dry-run", false, "Execute command in dry run mode")
+	f.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		return pflag.NormalizedName(name)
+	})
+
+	root.AddGroup(
+		&cobra.Group{ID: "compose", Title: "Commands:"},
+		&cobra.Group{ID: "management", Title: "Management Commands:"},
+	)
+	add := func(group string, cmds ...*cobra.Command) {
+		for _, c := range cmds {
+			c.GroupID = group
+			root.AddCommand(c)
+		}
+	}
+	add("compose", newConfigCmd(g), newVersionCmd(g))
+	add("management", newSystemCmd(g))
+	root.SetHelpCommandGroupID("compose")
+	var noFlagsInUse func(c *cobra.Command)
+	noFlagsInUse = func(c *cobra.Command) {
+		c.DisableFlagsInUseLine = true
+		for _, sub := range c.Commands() {
+			noFlagsInUse(sub)
+		}
+	}
+	noFlagsInUse(root)
+	root.SetCompletionCommandGroupID("management")
+	return root
+}
+
+// loadOptions turns the global flags and environment into project.Options.
+func (g *globals) loadOptions() project.Options {
+	o := project.Options{
+		Files:       g.files,
+		Stdin:       g.stdin,
+		ProjectName: g.projectName,
+		ProjectDir:  g.projectDir,
+		EnvFiles:    g.envFiles,
+		Env:         g.env,
+		WorkDir:     g.cwd,
+	}
+	if len(g.profiles) > 0 {
+		o.Profiles = g.profiles
+	}
+	return o
+}
+
+// load reads the project, printing the loader's warnings.
+func (g *globals) load(ctx context.Context) (*project.Model, error) {
+	m, err := project.Load(ctx, g.loadOptions())
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range m.Warnings {
+		fmt.Fprintf(g.stderr, "berth: warning: %s\n", w)
+	}
+	return m, nil
+}
+
+// stateRoot is BERTH_ROOT or the default.
+func (g *globals) stateRoot() string {
+	if r := g.env["BERTH_ROOT"]; r != "" {
+		if abs, err := filepath.Abs(r); err == nil {
+			return abs
+		}
+		return r
+	}
+	return "/var/lib/berth"
+}
+
+// errUsage wraps a message as a usage error.
+func errUsage(format string, args ...any) error {
+	return usageError{errors.New(fmt.Sprintf(format, args...))}
+}
+
+// helpTemplate and usageTemplate lay help out as docker compose does:
+// usage line, description, options, then command groups.
+const helpTemplate = `{{.UsageString}}`
+
+const usageTemplate = `
+Usage:  {{if .HasAvailableSubCommands}}{{.CommandPath}} [OPTIONS] COMMAND{{else}}{{.UseLine}}{{end}}
+
+{{with (or .Long .Short)}}{{. | trimTrailingWhitespaces}}{{end}}
+{{- if .HasAvailableLocalFlags}}
+
+Options:
+{{.LocalFlags.FlagUsages | trimTrailingWhitespaces}}{{end}}
+{{- if and .HasAvailableInheritedFlags .HasParent}}
+
+Global Options:
+{{.InheritedFlags.FlagUsages | trimTrailingWhitespaces}}{{end}}
+{{- if .HasAvailableSubCommands}}{{$cmds := .Commands}}
+{{- if eq (len .Groups) 0}}
+
+Commands:{{range $cmds}}{{if .IsAvailableCommand}}
+  {{rpad .Name .NamePadding}} {{.Short}}{{end}}{{end}}
+{{- else}}{{range $group := .Groups}}
+
+{{.Title}}{{range $cmds}}{{if (and (eq .GroupID $group.ID) (or .IsAvailableCommand (eq .Name "help")))}}
+  {{rpad .Name .NamePadding}} {{.Short}}{{end}}{{end}}{{end}}{{end}}
+
+Run '{{.CommandPath}} COMMAND --help' for more information on a command.{{end}}
+`

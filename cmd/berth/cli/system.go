@@ -1,0 +1,100 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"berth.dev/berth/cmd/berth/display"
+)
+
+func newSystemCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "system COMMAND",
+		Short: "Inspect berth and the host it runs on",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(newSystemInfoCmd(g))
+	return cmd
+}
+
+type systemInfo struct {
+	Version    string `json:"version"`
+	Root       string `json:"root"`
+	RootExists bool   `json:"root_exists"`
+	RuntimeDir string `json:"runtime_dir"`
+	Kernel     string `json:"kernel"`
+	Cgroups    string `json:"cgroups"`
+	Euid       int    `json:"euid"`
+}
+
+func newSystemInfoCmd(g *globals) *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "info [OPTIONS]",
+		Short: "Show where berth keeps its state and what the kernel offers",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			info := systemInfo{Version: currentVersion().Version, Root: g.stateRoot(), Euid: os.Geteuid()}
+			if fi, err := os.Stat(info.Root); err == nil && fi.IsDir() {
+				info.RootExists = true
+			}
+			info.RuntimeDir = runtimeDirFor(info.Root)
+			var u unix.Utsname
+			if err := unix.Uname(&u); err == nil {
+				info.Kernel = unix.ByteSliceToString(u.Release[:])
+			}
+			info.Cgroups = cgroupMode()
+			switch format {
+			case "json":
+				enc := json.NewEncoder(g.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(info)
+			case "", "pretty":
+				t := display.NewTable("KEY", "VALUE")
+				t.Row("version", info.Version)
+				t.Row("root", fmt.Sprintf("%s (exists: %v)", info.Root, info.RootExists))
+				t.Row("runtime dir", info.RuntimeDir)
+				t.Row("kernel", info.Kernel)
+				t.Row("cgroups", info.Cgroups)
+				t.Row("euid", fmt.Sprint(info.Euid))
+				return t.Write(g.stdout)
+			}
+			return errUsage("--format %q: use pretty or json", format)
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "", "Format the output: pretty or json")
+	return cmd
+}
+
+// cgroupMode tells v1, hybrid (v1 controllers plus a unified mount) or v2.
+func cgroupMode() string {
+	var st unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/cgroup", &st); err != nil {
+		return "unknown"
+	}
+	if st.Type == unix.CGROUP2_SUPER_MAGIC {
+		return "v2"
+	}
+	if err := unix.Statfs("/sys/fs/cgroup/unified", &st); err == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+		return "hybrid (v1 controllers, unified mount at /sys/fs/cgroup/unified)"
+	}
+	if b, err := os.ReadFile("/proc/filesystems"); err == nil && strings.Contains(string(b), "cgroup") {
+		return "v1"
+	}
+	return "unknown"
+}
+
+// runtimeDirFor is where shims keep sockets and netns pins for a root:
+// /run/berth for the default root, else ROOT/run (ARCHITECTURE §5).
+func runtimeDirFor(root string) string {
+	if root == "/var/lib/berth" {
+		return "/run/berth"
+	}
+	return root + "/run"
+}
