@@ -47,7 +47,7 @@ test-unit:
 # Root integration tests (namespaces, mounts, locks across processes); they
 # fail instead of skipping when CI=true and not root.
 test-root:
-	$(GO) test -count=1 -run 'Root|Lock|Permissions|Atomic' ./internal/...
+	$(GO) test -count=1 ./internal/... ./image/... ./runtime/...
 
 test-e2e: build
 	BERTH_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 ./examples/...
@@ -59,7 +59,7 @@ fuzz:
 	done
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) test -run '^$$' -bench . -benchtime 5x ./...
 
 lint: test-vet
 	@command -v staticcheck >/dev/null || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)

@@ -16,9 +16,13 @@ import (
 	"berth.dev/berth/image/archive"
 )
 
-// requireRoot skips without root, and fails under CI=true (TESTING.md §4).
+// requireRoot skips with -short (make test-unit) and without root, and
+// fails under CI=true when not root (TESTING.md §4).
 func requireRoot(t *testing.T) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("root test: run by make test-root")
+	}
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("root test cannot run without root under CI=true")
