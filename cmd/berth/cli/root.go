@@ -19,6 +19,7 @@ import (
 
 	"berth.dev/berth/cmd/berth/display"
 	"berth.dev/berth/internal/errdefs"
+	"berth.dev/berth/internal/state"
 	"berth.dev/berth/project"
 )
 
@@ -181,7 +182,7 @@ func (g *globals) load(ctx context.Context) (*project.Model, error) {
 	return m, nil
 }
 
-// stateRoot is BERTH_ROOT or the default.
+// stateRoot is BERTH_ROOT (absolute) or the default root.
 func (g *globals) stateRoot() string {
 	if r := g.env["BERTH_ROOT"]; r != "" {
 		if abs, err := filepath.Abs(r); err == nil {
@@ -189,7 +190,7 @@ func (g *globals) stateRoot() string {
 		}
 		return r
 	}
-	return "/var/lib/berth"
+	return state.DefaultRootPath
 }
 
 // errUsage wraps a message as a usage error.

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"berth.dev/berth/cmd/berth/display"
+	"berth.dev/berth/internal/state"
 )
 
 func newSystemCmd(g *globals) *cobra.Command {
@@ -44,7 +45,7 @@ func newSystemInfoCmd(g *globals) *cobra.Command {
 			if fi, err := os.Stat(info.Root); err == nil && fi.IsDir() {
 				info.RootExists = true
 			}
-			info.RuntimeDir = runtimeDirFor(info.Root)
+			info.RuntimeDir = state.RuntimeDirFor(info.Root)
 			var u unix.Utsname
 			if err := unix.Uname(&u); err == nil {
 				info.Kernel = unix.ByteSliceToString(u.Release[:])
@@ -90,11 +91,3 @@ func cgroupMode() string {
 	return "unknown"
 }
 
-// runtimeDirFor is where shims keep sockets and netns pins for a root:
-// /run/berth for the default root, else ROOT/run (ARCHITECTURE §5).
-func runtimeDirFor(root string) string {
-	if root == "/var/lib/berth" {
-		return "/run/berth"
-	}
-	return root + "/run"
-}

@@ -1,0 +1,161 @@
+// Package state owns berth's state root: its layout, atomic writes, locks
+// and name reservations (ARCHITECTURE §5 and §8).
+//
+// Lock order, never backwards: global → project → network → volume →
+// container. Callers take them in that order; this package does not check.
+package state
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+
+	"golang.org/x/sys/unix"
+
+	"berth.dev/berth/internal/errdefs"
+)
+
+// DefaultRootPath is the state root when BERTH_ROOT is unset.
+const DefaultRootPath = "/var/lib/berth"
+
+// DefaultRuntimeDir is the runtime dir of the default root.
+const DefaultRuntimeDir = "/run/berth"
+
+// DefaultRoot returns BERTH_ROOT (made absolute) or DefaultRootPath.
+func DefaultRoot() string {
+	if r := os.Getenv("BERTH_ROOT"); r != "" {
+		if abs, err := filepath.Abs(r); err == nil {
+			return abs
+		}
+		return r
+	}
+	return DefaultRootPath
+}
+
+// RuntimeDirFor is where a root's sockets and netns pins live: /run/berth
+// for the default root, ROOT/run otherwise (lost at reboot either way for
+// the default; tests keep theirs inside their temp root).
+func RuntimeDirFor(root string) string {
+	if filepath.Clean(root) == DefaultRootPath {
+		return DefaultRuntimeDir
+	}
+	return filepath.Join(root, "run")
+}
+
+// Root is an opened state root.
+type Root struct {
+	Path   string
+	RunDir string
+}
+
+// Open opens (creating it 0700 if missing) the state root at path and its
+// runtime dir. An existing root must be a directory owned by root with no
+// group or other permissions, or berth refuses it.
+func Open(path string) (*Root, error) {
+	if path == "" {
+		path = DefaultRoot()
+	}
+	path, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("state root %q: %w", path, err)
+	}
+	r := &Root{Path: path, RunDir: RuntimeDirFor(path)}
+	for _, d := range []string{r.Path, r.RunDir} {
+		if err := ensurePrivateDir(d); err != nil {
+			return nil, err
+		}
+	}
+	for _, d := range []string{"tmp", "projects", "names", "containers"} {
+		if err := os.Mkdir(filepath.Join(r.Path, d), 0o700); err != nil && !os.IsExist(err) {
+			return nil, fmt.Errorf("state root %s: %w", r.Path, err)
+		}
+	}
+	return r, nil
+}
+
+// ensurePrivateDir creates dir 0700 (parents 0755) or checks an existing
+// one is root-owned with mode 0700.
+func ensurePrivateDir(dir string) error {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return fmt.Errorf("state dir %s: %w", dir, err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !os.IsExist(err) {
+		return fmt.Errorf("state dir %s: %w", dir, err)
+	}
+	return CheckPrivateDir(dir)
+}
+
+// CheckPrivateDir verifies dir is a real directory owned by uid 0 (or by
+// the caller, when not root) with mode 0700.
+func CheckPrivateDir(dir string) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return fmt.Errorf("state dir %s: %w", dir, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return errdefs.Invalidf("state dir %s is not a directory (a symlink or file is refused); remove it or set BERTH_ROOT elsewhere", dir)
+	}
+	if want := uint32(os.Geteuid()); st.Uid != want {
+		return errdefs.Invalidf("state dir %s is owned by uid %d, not %d; run 'chown %d %s' or set BERTH_ROOT elsewhere", dir, st.Uid, want, want, dir)
+	}
+	if perm := st.Mode & 0o7777; perm != 0o700 {
+		return errdefs.Invalidf("state dir %s has mode %04o; berth keeps secrets there and needs 0700: run 'chmod 0700 %s'", dir, perm, dir)
+	}
+	return nil
+}
+
+var (
+	nameRe = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+	idRe   = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+// ValidName checks a path component built from a project, service,
+// container, network or volume name: never empty, "." or "..", no
+// separator or NUL, and of berth's name alphabet.
+func ValidName(kind, s string) error {
+	if s == "" || s == "." || s == ".." || len(s) > 255 || !nameRe.MatchString(s) {
+		return errdefs.Invalidf("invalid %s name %q for a state path", kind, s)
+	}
+	return nil
+}
+
+// ValidID checks a 64-hex container (or object) ID.
+func ValidID(id string) error {
+	if !idRe.MatchString(id) {
+		return errdefs.Invalidf("invalid ID %q: want 64 lower-case hex digits", id)
+	}
+	return nil
+}
+
+func (r *Root) named(kind, dir, name string) (string, error) {
+	if err := ValidName(kind, name); err != nil {
+		return "", err
+	}
+	return filepath.Join(r.Path, dir, name), nil
+}
+
+// ProjectDir is projects/<project>.
+func (r *Root) ProjectDir(project string) (string, error) {
+	return r.named("project", "projects", project)
+}
+
+// NetworkDir is networks/<name>.
+func (r *Root) NetworkDir(name string) (string, error) { return r.named("network", "networks", name) }
+
+// VolumeDir is volumes/<name>.
+func (r *Root) VolumeDir(name string) (string, error) { return r.named("volume", "volumes", name) }
+
+// NamePath is names/<container-name>.
+func (r *Root) NamePath(name string) (string, error) { return r.named("container", "names", name) }
+
+// ContainerDir is containers/<id>.
+func (r *Root) ContainerDir(id string) (string, error) {
+	if err := ValidID(id); err != nil {
+		return "", err
+	}
+	return filepath.Join(r.Path, "containers", id), nil
+}
+
+// TmpDir is the staging dir for renames that cross directories.
+func (r *Root) TmpDir() string { return filepath.Join(r.Path, "tmp") }
