@@ -90,4 +90,3 @@ func cgroupMode() string {
 	}
 	return "unknown"
 }
-
