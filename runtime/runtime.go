@@ -1,0 +1,187 @@
+// Package runtime defines what berth asks of a container runtime. The real
+// implementation is runtime/linux; every implementation passes the
+// conformance suite in runtime/suite (later issues).
+package runtime
+
+import (
+	"context"
+	"io"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Label keys, compose's, so peers' tools recognise berth's containers.
+const (
+	LabelProject     = "com.docker.compose.project"
+	LabelService     = "com.docker.compose.service"
+	LabelNumber      = "com.docker.compose.container-number"
+	LabelOneOff      = "com.docker.compose.oneoff"
+	LabelConfigHash  = "com.docker.compose.config-hash"
+	LabelDependsOn   = "com.docker.compose.depends_on"
+	LabelWorkingDir  = "com.docker.compose.project.working_dir"
+	LabelConfigFiles = "com.docker.compose.project.config_files"
+	LabelVersion     = "com.docker.compose.version"
+)
+
+// Runtime creates and finds containers.
+type Runtime interface {
+	// Create records a container; a taken name is errdefs.ErrConflict.
+	Create(ctx context.Context, s ContainerSpec) (Container, error)
+	// Load finds a container by ID or name; errdefs.ErrNotFound otherwise.
+	Load(ctx context.Context, idOrName string) (Container, error)
+	// List returns the containers whose labels match f; status is checked live.
+	List(ctx context.Context, f Filter) ([]Info, error)
+}
+
+// Container is one container. Every method is safe to call again after a
+// crash of the caller: each step is idempotent.
+type Container interface {
+	ID() string
+	Info(ctx context.Context) (Info, error)
+	// Start returns once execve succeeded in the container, or with its error.
+	Start(ctx context.Context) error
+	// Stop sends the stop signal, then SIGKILL after timeout; it suppresses restarts.
+	Stop(ctx context.Context, timeout time.Duration) error
+	Kill(ctx context.Context, sig unix.Signal) error
+	Wait(ctx context.Context) (ExitStatus, error)
+	Exec(ctx context.Context, p ProcessSpec, s Stdio) (ExitStatus, error)
+	Attach(ctx context.Context, s Stdio) error
+	// Logs works for stopped containers too.
+	Logs(ctx context.Context, o LogOptions) (io.ReadCloser, error)
+	Pause(ctx context.Context) error
+	Resume(ctx context.Context) error
+	Rename(ctx context.Context, name string) error
+	// CopyIn and CopyOut resolve paths inside the container root.
+	CopyIn(ctx context.Context, dst string, tar io.Reader) error
+	CopyOut(ctx context.Context, src string) (io.ReadCloser, error)
+	// Remove refuses a running container unless o.Force (errdefs.ErrConflict).
+	Remove(ctx context.Context, o RemoveOptions) error
+}
+
+// ContainerSpec is everything needed to create a container.
+type ContainerSpec struct {
+	Name        string
+	Labels      map[string]string
+	Image       digest.Digest // image config digest
+	Rootfs      RootfsSpec
+	OCI         *specs.Spec // process, mounts, namespaces, caps, seccomp, devices, resources, rlimits
+	NetNS       NetNSMode
+	Ports       []PortMapping // served by the shim's proxy
+	Restart     RestartPolicy
+	Health      *HealthCheck
+	Log         LogConfig
+	StopSignal  unix.Signal
+	StopTimeout time.Duration
+}
+
+// RootfsSpec names the image snapshot chain the container's upper dir sits on.
+type RootfsSpec struct {
+	ChainID  string
+	ReadOnly bool
+}
+
+// NetNSMode is "private", "host", "none" or "container:<id>".
+type NetNSMode string
+
+// PortMapping publishes a container port on the host.
+type PortMapping struct {
+	HostIP        string // "" = all addresses, as compose
+	HostPort      uint16 // 0 = ephemeral, kept in state.json
+	ContainerPort uint16
+	Protocol      string // tcp | udp
+}
+
+// RestartPolicy is compose's restart:.
+type RestartPolicy struct {
+	Name       string // no | always | on-failure | unless-stopped
+	MaxRetries int
+}
+
+// HealthCheck is a resolved healthcheck.
+type HealthCheck struct {
+	Test                                             []string
+	Interval, Timeout, StartPeriod, StartInterval time.Duration
+	Retries                                          int
+}
+
+// LogConfig is the json-file logging configuration.
+type LogConfig struct {
+	Driver  string // json-file | none
+	MaxSize int64
+	MaxFile int
+}
+
+// Status of a container.
+type Status int
+
+// Statuses, as docker names them.
+const (
+	StatusCreated Status = iota
+	StatusRunning
+	StatusPaused
+	StatusRestarting
+	StatusExited
+	StatusDead
+)
+
+func (s Status) String() string {
+	return [...]string{"created", "running", "paused", "restarting", "exited", "dead"}[s]
+}
+
+// ExitStatus is how a process ended.
+type ExitStatus struct {
+	Code     int
+	Signal   unix.Signal
+	OOMKill  bool
+	ExitedAt time.Time
+}
+
+// Info is a container's observed state.
+type Info struct {
+	ID, Name string
+	Labels   map[string]string
+	Created  time.Time
+	Status   Status
+	Pid      int
+	Exit     *ExitStatus
+	Health   string // "", starting, healthy, unhealthy
+	Restarts int
+	Ports    []PortMapping
+}
+
+// Filter selects containers by labels (all must match).
+type Filter struct{ Labels map[string]string }
+
+// ProcessSpec is a process to exec in a running container.
+type ProcessSpec struct {
+	Args       []string
+	Env        []string
+	User       string
+	Cwd        string
+	Tty        bool
+	Privileged bool
+}
+
+// Stdio carries a process's standard streams; nil means /dev/null.
+type Stdio struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	Tty            bool
+}
+
+// LogOptions select log lines.
+type LogOptions struct {
+	Follow       bool
+	Tail         int // < 0: all
+	Since, Until time.Time
+	Timestamps   bool
+}
+
+// RemoveOptions for Container.Remove.
+type RemoveOptions struct {
+	Force         bool // kill a running container first
+	RemoveVolumes bool // its anonymous volumes too
+}
