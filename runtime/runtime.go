@@ -102,9 +102,9 @@ type RestartPolicy struct {
 
 // HealthCheck is a resolved healthcheck.
 type HealthCheck struct {
-	Test                                             []string
+	Test                                          []string
 	Interval, Timeout, StartPeriod, StartInterval time.Duration
-	Retries                                          int
+	Retries                                       int
 }
 
 // LogConfig is the json-file logging configuration.

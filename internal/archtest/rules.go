@@ -57,9 +57,11 @@ var rules = []rule{
 		},
 	},
 	{
-		name:      "reconcile/ never makes a syscall",
-		from:      under("reconcile"),
-		forbidden: func(pkg, imp string, ours bool) bool { return !ours && (imp == "syscall" || imp == "golang.org/x/sys/unix") },
+		name: "reconcile/ never makes a syscall",
+		from: under("reconcile"),
+		forbidden: func(pkg, imp string, ours bool) bool {
+			return !ours && (imp == "syscall" || imp == "golang.org/x/sys/unix")
+		},
 	},
 	{
 		name: "runtime/linux never imports reconcile or project",
