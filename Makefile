@@ -8,7 +8,7 @@ BIN := _output/bin/berth
 FUZZTIME ?= 60s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build demo test test-vet test-unit test-root test-e2e fuzz bench lint clean prereqs
+.PHONY: all build demo test test-vet test-unit test-root test-e2e fuzz bench lint clean prereqs testimage
 
 all: build
 
@@ -18,10 +18,20 @@ build:
 # Checks what a fresh Debian machine lacks and installs it (needs root and apt).
 prereqs:
 	@command -v $(GO) >/dev/null || { echo "Go is missing: install Go 1.26 (https://go.dev/dl) and re-run"; exit 1; }
+	@test -x /bin/busybox || { echo "installing busybox-static (the test image is built from it)"; \
+		apt-get -o DPkg::Lock::Timeout=300 update -qq && apt-get -o DPkg::Lock::Timeout=300 install -y -qq busybox-static; }
 
-# The runtime, image store and networking land in later issues; until then the
-# demo shows what berth makes of the example project.
-demo: prereqs build
+# The busybox test image: a reproducible rootfs tarball from Debian's static busybox.
+testimage: _output/testimage/busybox.tar
+_output/testimage/busybox.tar: internal/testutil/cmd/mktestimage/*.go
+	$(GO) run ./internal/testutil/cmd/mktestimage -o $@
+
+# The container runtime and networking land in later issues; until then the
+# demo imports the test image and shows what berth makes of the example project.
+demo: prereqs build testimage
+	@echo "== importing the busybox test image"
+	$(BIN) image import _output/testimage/busybox.tar busybox:latest --change 'CMD ["sh"]'
+	$(BIN) image ls
 	@echo "== berth $$($(BIN) version --short): the example project examples/hello"
 	$(BIN) -f examples/hello/compose.yaml config
 	@echo "== services in start order"

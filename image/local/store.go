@@ -591,3 +591,32 @@ func (s *Store) Prune(ctx context.Context, all bool) ([]digest.Digest, error) {
 	sort.Slice(pruned, func(i, j int) bool { return pruned[i] < pruned[j] })
 	return pruned, s.GC(ctx)
 }
+
+// Usage is the disk the store takes.
+type Usage struct {
+	Images     int
+	BlobBytes  int64 // compressed or plain layers, configs, manifests
+	LayerBytes int64 // unpacked layer snapshots
+}
+
+// DiskUsage sums blob and committed-layer sizes.
+func (s *Store) DiskUsage(ctx context.Context) (Usage, error) {
+	ix, err := s.load()
+	if err != nil {
+		return Usage{}, err
+	}
+	u := Usage{Images: len(ix.Images)}
+	if err := s.content.Walk(ctx, func(_ digest.Digest, size int64) error { u.BlobBytes += size; return nil }); err != nil {
+		return u, err
+	}
+	err = s.snaps.Walk(ctx, func(ctx context.Context, in image.SnapshotInfo) error {
+		if in.Kind == image.KindCommitted {
+			st, err := s.snaps.Stat(ctx, in.Key)
+			if err == nil {
+				u.LayerBytes += st.Size
+			}
+		}
+		return nil
+	})
+	return u, err
+}

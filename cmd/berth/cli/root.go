@@ -33,6 +33,8 @@ type globals struct {
 	progress    string
 	dryRun      bool
 
+	projectFlags *pflag.FlagSet
+
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	env            map[string]string
@@ -116,17 +118,20 @@ the machine toward them. No Docker, containerd or podman underneath.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.CompletionOptions.HiddenDefaultCmd = false
 
+	// Project flags belong to the compose commands (and the root, for help
+	// and for flags written before the command); the Docker-style groups
+	// (image, system, …) do not take them, so `image rm -f` can mean force.
+	g.projectFlags = pflag.NewFlagSet("project", pflag.ContinueOnError)
+	pf := g.projectFlags
+	pf.StringArrayVarP(&g.files, "file", "f", nil, "Compose configuration files (repeatable; - reads stdin)")
+	pf.StringVarP(&g.projectName, "project-name", "p", "", "Project name")
+	pf.StringVar(&g.projectDir, "project-directory", "", "Specify an alternate working directory\n(default: the path of the first specified Compose file)")
+	pf.StringArrayVar(&g.profiles, "profile", nil, "Specify a profile to enable")
+	pf.StringArrayVar(&g.envFiles, "env-file", nil, "Specify an alternate environment file")
+	root.Flags().AddFlagSet(pf)
 	f := root.PersistentFlags()
-	f.StringArrayVarP(&g.files, "file", "f", nil, "Compose configuration files (repeatable; - reads stdin)")
-	f.StringVarP(&g.projectName, "project-name", "p", "", "Project name")
-	f.StringVar(&g.projectDir, "project-directory", "", "Specify an alternate working directory\n(default: the path of the first specified Compose file)")
-	f.StringArrayVar(&g.profiles, "profile", nil, "Specify a profile to enable")
-	f.StringArrayVar(&g.envFiles, "env-file", nil, "Specify an alternate environment file")
 	f.StringVar(&g.progress, "progress", "auto", "Set type of progress output (auto, tty, plain, json, quiet)")
 	f.BoolVar(&g.dryRun, "dry-run", false, "Execute command in dry run mode")
-	f.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
-		return pflag.NormalizedName(name)
-	})
 
 	root.AddGroup(
 		&cobra.Group{ID: "compose", Title: "Commands:"},
@@ -138,8 +143,8 @@ the machine toward them. No Docker, containerd or podman underneath.`,
 			root.AddCommand(c)
 		}
 	}
-	add("compose", newConfigCmd(g), newVersionCmd(g))
-	add("management", newSystemCmd(g))
+	add("compose", g.compose(newConfigCmd(g)), newVersionCmd(g))
+	add("management", newImageCmd(g), newSystemCmd(g))
 	root.SetHelpCommandGroupID("compose")
 	var noFlagsInUse func(c *cobra.Command)
 	noFlagsInUse = func(c *cobra.Command) {
@@ -151,6 +156,12 @@ the machine toward them. No Docker, containerd or podman underneath.`,
 	noFlagsInUse(root)
 	root.SetCompletionCommandGroupID("management")
 	return root
+}
+
+// compose gives a compose command the project flags.
+func (g *globals) compose(cmd *cobra.Command) *cobra.Command {
+	cmd.Flags().AddFlagSet(g.projectFlags)
+	return cmd
 }
 
 // loadOptions turns the global flags and environment into project.Options.

@@ -20,7 +20,7 @@ func newSystemCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(newSystemInfoCmd(g))
+	cmd.AddCommand(newSystemInfoCmd(g), newSystemDfCmd(g), newSystemPruneCmd(g))
 	return cmd
 }
 
@@ -89,4 +89,65 @@ func cgroupMode() string {
 		return "v1"
 	}
 	return "unknown"
+}
+
+func newSystemDfCmd(g *globals) *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "df [OPTIONS]",
+		Short: "Show berth disk usage",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := g.openImages()
+			if err != nil {
+				return err
+			}
+			u, err := s.DiskUsage(cmd.Context())
+			if err != nil {
+				return err
+			}
+			size := u.BlobBytes + u.LayerBytes
+			if format == "json" {
+				return json.NewEncoder(g.stdout).Encode(map[string]any{
+					"Images": map[string]any{"Total": u.Images, "Active": 0, "BlobBytes": u.BlobBytes, "LayerBytes": u.LayerBytes, "Reclaimable": size},
+				})
+			}
+			t := display.NewTable("TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE")
+			t.Row("Images", fmt.Sprint(u.Images), "0", humanSize(size), humanSize(size)+" (100%)")
+			return t.Write(g.stdout)
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "", "Format the output: table or json")
+	return cmd
+}
+
+func newSystemPruneCmd(g *globals) *cobra.Command {
+	var all, force bool
+	cmd := &cobra.Command{
+		Use:   "prune [OPTIONS]",
+		Short: "Remove unused data (dangling images; with -a every unused image)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !force {
+				return errUsage("prune removes data: confirm with --force (-f)")
+			}
+			s, err := g.openImages()
+			if err != nil {
+				return err
+			}
+			pruned, err := s.Prune(cmd.Context(), all)
+			if err != nil {
+				return err
+			}
+			u, err := s.DiskUsage(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "Deleted images: %d\nImages left: %d (%s)\n", len(pruned), u.Images, humanSize(u.BlobBytes+u.LayerBytes))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "Remove all unused images, not just dangling ones")
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
+	return cmd
 }
