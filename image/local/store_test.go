@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -259,4 +260,36 @@ func TestLayersSharedByChainID(t *testing.T) {
 		t.Fatalf("prune: %v %v", pruned, err)
 	}
 	assertEmpty(t, s)
+}
+
+// An OCI image layout archive (no manifest.json, as podman save --format
+// oci-archive writes) loads too, with the same ID.
+func TestLoadOCILayout(t *testing.T) {
+	ctx := context.Background()
+	a, b := openStore(t), openStore(t)
+	img, err := a.Import(ctx, bytes.NewReader(tarball(t, rootfs...)), "example.com/team/app:v1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := a.Save(ctx, &buf, []string{"example.com/team/app:v1"}); err != nil {
+		t.Fatal(err)
+	}
+	var oci bytes.Buffer
+	tr, tw := tar.NewReader(&buf), tar.NewWriter(&oci)
+	for h, err := tr.Next(); err == nil; h, err = tr.Next() {
+		if h.Name == "manifest.json" {
+			continue
+		}
+		tw.WriteHeader(h)
+		io.Copy(tw, tr)
+	}
+	tw.Close()
+	loaded, err := b.Load(ctx, &oci)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(loaded) != 1 || loaded[0].ID != img.ID || loaded[0].Refs[0] != "example.com/team/app:v1" {
+		t.Fatalf("loaded %+v", loaded)
+	}
 }

@@ -14,22 +14,8 @@ import (
 	"time"
 
 	"berth.dev/berth/image/archive"
+	"berth.dev/berth/internal/testutil"
 )
-
-// requireRoot skips with -short (make test-unit) and without root, and
-// fails under CI=true when not root (TESTING.md §4).
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("root test: run by make test-root")
-	}
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("root test cannot run without root under CI=true")
-		}
-		t.Skip("needs root")
-	}
-}
 
 type tarEntry struct {
 	name, body string
@@ -100,7 +86,7 @@ func tree(t *testing.T, dir string) []string {
 // A 3-layer image whose layer 2 deletes a file of layer 1 and makes a
 // directory opaque must mount with exactly the expected tree.
 func TestThreeLayerWhiteoutsMount(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	base := t.TempDir()
 	layers := []*bytes.Reader{
 		tarOf(t, tarEntry{name: "etc", dir: true}, tarEntry{name: "etc/hosts", body: "1"}, tarEntry{name: "etc/keep", body: "1"},
@@ -144,7 +130,7 @@ func TestThreeLayerWhiteoutsMount(t *testing.T) {
 // An image of 120 layers needs more than a page of mount options; it must
 // mount, show every layer, and unmount leaving nothing behind.
 func TestManyLayersMountAndUnmount(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	base := t.TempDir()
 	const n = 120
 	var lowers []string
@@ -182,7 +168,7 @@ func TestManyLayersMountAndUnmount(t *testing.T) {
 }
 
 func TestSingleLayerReadOnlyView(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	base := t.TempDir()
 	layer, target := filepath.Join(base, "l"), filepath.Join(base, "m")
 	os.Mkdir(layer, 0o755)
@@ -198,7 +184,7 @@ func TestSingleLayerReadOnlyView(t *testing.T) {
 }
 
 func TestMountErrorsSayWhy(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	base := t.TempDir()
 	err := MountOverlay(Overlay{Lower: []string{filepath.Join(base, "missing1"), filepath.Join(base, "missing2")}}, base)
 	if err == nil || !strings.Contains(err.Error(), "missing1") {
