@@ -29,11 +29,12 @@ func FamiliarRef(ref string) string {
 	return reference.FamiliarString(n)
 }
 
-// splitFamiliar returns repository and tag (or digest) for display.
-func splitFamiliar(ref string) (repo, tag string) {
+// SplitFamiliar returns the familiar repository and tag of a reference,
+// for display; a digest reference has tag "<none>".
+func SplitFamiliar(ref string) (repo, tag string) {
 	f := FamiliarRef(ref)
 	if i := strings.LastIndex(f, "@"); i > 0 {
-		return f[:i], f[i+1:]
+		return f[:i], "<none>"
 	}
 	if i := strings.LastIndex(f, ":"); i > 0 && !strings.Contains(f[i:], "/") {
 		return f[:i], f[i+1:]

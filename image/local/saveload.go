@@ -97,7 +97,7 @@ func (s *Store) Save(ctx context.Context, w io.Writer, refs []string) error {
 		desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: rec.Manifest, Size: msize}
 		if len(tags) > 0 {
 			full, _ := NormalizeRef(tags[0])
-			_, tag := splitFamiliar(full)
+			_, tag := SplitFamiliar(full)
 			desc.Annotations = map[string]string{"io.containerd.image.name": full, ocispec.AnnotationRefName: tag}
 		}
 		ociIndex.Manifests = append(ociIndex.Manifests, desc)

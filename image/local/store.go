@@ -97,9 +97,9 @@ func (s *Store) load() (*index, error) {
 	return ix, nil
 }
 
-// update changes the index under the global lock (shared writers would
-// race on index.json, so index changes take it exclusively).
-func (s *Store) update(ctx context.Context, fn func(ix *index) error) error {
+// exclusive runs fn on the index with the global lock held exclusively:
+// index writers and GC must not interleave.
+func (s *Store) exclusive(ctx context.Context, fn func(ix *index) error) error {
 	l, err := s.root.GlobalLock(ctx, state.LockOptions{})
 	if err != nil {
 		return err
@@ -109,10 +109,17 @@ func (s *Store) update(ctx context.Context, fn func(ix *index) error) error {
 	if err != nil {
 		return err
 	}
-	if err := fn(ix); err != nil {
-		return err
-	}
-	return state.WriteJSON(s.indexPath(), ix, 0o600)
+	return fn(ix)
+}
+
+// update changes the index and saves it, under the exclusive global lock.
+func (s *Store) update(ctx context.Context, fn func(ix *index) error) error {
+	return s.exclusive(ctx, func(ix *index) error {
+		if err := fn(ix); err != nil {
+			return err
+		}
+		return state.WriteJSON(s.indexPath(), ix, 0o600)
+	})
 }
 
 // resolve finds the image ref names: a reference, an ID or an ID prefix.
@@ -502,15 +509,10 @@ func (s *Store) Remove(ctx context.Context, ref string, force bool) error {
 // holding the global lock exclusively. Snapshots with children (a
 // container's, or a kept image's) stay.
 func (s *Store) GC(ctx context.Context) error {
-	l, err := s.root.GlobalLock(ctx, state.LockOptions{})
-	if err != nil {
-		return err
-	}
-	defer l.Unlock()
-	ix, err := s.load()
-	if err != nil {
-		return err
-	}
+	return s.exclusive(ctx, func(ix *index) error { return s.gc(ctx, ix) })
+}
+
+func (s *Store) gc(ctx context.Context, ix *index) error {
 	keepBlobs := map[digest.Digest]bool{}
 	keepSnaps := map[string]bool{}
 	for id, r := range ix.Images {

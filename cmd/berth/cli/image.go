@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
+	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
 	"berth.dev/berth/cmd/berth/display"
@@ -111,7 +111,7 @@ func newImageLsCmd(g *globals) *cobra.Command {
 				for _, r := range refs {
 					repo, tag := "<none>", "<none>"
 					if r != "" {
-						repo, tag = splitRef(r)
+						repo, tag = local.SplitFamiliar(r)
 					}
 					rows = append(rows, imageRow{repo, tag, short, img.Created.Format(time.RFC3339), since(img.Created), humanSize(img.Size)})
 				}
@@ -148,17 +148,6 @@ func newImageLsCmd(g *globals) *cobra.Command {
 	f.BoolVarP(&quiet, "quiet", "q", false, "Only show image IDs")
 	f.StringVar(&format, "format", "", "Format the output: table or json")
 	return cmd
-}
-
-func splitRef(ref string) (string, string) {
-	f := local.FamiliarRef(ref)
-	if i := strings.LastIndex(f, "@"); i > 0 {
-		return f[:i], "<none>"
-	}
-	if i := strings.LastIndex(f, ":"); i > 0 && !strings.Contains(f[i:], "/") {
-		return f[:i], f[i+1:]
-	}
-	return f, "<none>"
 }
 
 func since(t time.Time) string {
@@ -443,14 +432,25 @@ func newImageLoadCmd(g *globals) *cobra.Command {
 }
 
 func newImagePruneCmd(g *globals) *cobra.Command {
+	return newPruneCmd(g, "Remove unused images", func(pruned []digest.Digest, _ *local.Store) error {
+		for _, id := range pruned {
+			fmt.Fprintf(g.stdout, "Deleted: %s\n", id)
+		}
+		return nil
+	})
+}
+
+// newPruneCmd builds image prune and system prune: both remove dangling
+// images (every unused one with -a) after --force, then report.
+func newPruneCmd(g *globals, short string, report func([]digest.Digest, *local.Store) error) *cobra.Command {
 	var all, force bool
 	cmd := &cobra.Command{
 		Use:   "prune [OPTIONS]",
-		Short: "Remove unused images",
+		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !force {
-				return errUsage("prune removes images: confirm with --force (-f)")
+				return errUsage("prune removes data: confirm with --force (-f)")
 			}
 			s, err := g.openImages()
 			if err != nil {
@@ -460,11 +460,7 @@ func newImagePruneCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			sort.Slice(pruned, func(i, j int) bool { return pruned[i] < pruned[j] })
-			for _, id := range pruned {
-				fmt.Fprintf(g.stdout, "Deleted: %s\n", id)
-			}
-			return nil
+			return report(pruned, s)
 		},
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "Remove all unused images, not just dangling ones")

@@ -1,15 +1,18 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
 
+	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
 	"berth.dev/berth/cmd/berth/display"
+	"berth.dev/berth/image/local"
 	"berth.dev/berth/internal/state"
 )
 
@@ -122,32 +125,12 @@ func newSystemDfCmd(g *globals) *cobra.Command {
 }
 
 func newSystemPruneCmd(g *globals) *cobra.Command {
-	var all, force bool
-	cmd := &cobra.Command{
-		Use:   "prune [OPTIONS]",
-		Short: "Remove unused data (dangling images; with -a every unused image)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !force {
-				return errUsage("prune removes data: confirm with --force (-f)")
-			}
-			s, err := g.openImages()
-			if err != nil {
-				return err
-			}
-			pruned, err := s.Prune(cmd.Context(), all)
-			if err != nil {
-				return err
-			}
-			u, err := s.DiskUsage(cmd.Context())
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(g.stdout, "Deleted images: %d\nImages left: %d (%s)\n", len(pruned), u.Images, humanSize(u.BlobBytes+u.LayerBytes))
-			return nil
-		},
-	}
-	cmd.Flags().BoolVarP(&all, "all", "a", false, "Remove all unused images, not just dangling ones")
-	cmd.Flags().BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
-	return cmd
+	return newPruneCmd(g, "Remove unused data (dangling images; with -a every unused image)", func(pruned []digest.Digest, s *local.Store) error {
+		u, err := s.DiskUsage(context.Background())
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(g.stdout, "Deleted images: %d\nImages left: %d (%s)\n", len(pruned), u.Images, humanSize(u.BlobBytes+u.LayerBytes))
+		return err
+	})
 }
