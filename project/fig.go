@@ -110,6 +110,9 @@ func figConvert(file string, root *yaml.Node) (*yaml.Node, error) {
 			continue
 		}
 		pos := Pos{file, k.Line, k.Column}
+		if k.Kind != yaml.ScalarNode {
+			return nil, errorf(pos, "", "write each service name as a plain string key", "a fig service name must be a string")
+		}
 		sv := resolveAlias(v)
 		if sv.Kind == yaml.ScalarNode && sv.Tag == "!!null" {
 			return nil, errorf(pos, k.Value, "give it at least 'image:' or 'build:'", "fig service %q is empty", k.Value)
@@ -129,7 +132,9 @@ func figConvert(file string, root *yaml.Node) (*yaml.Node, error) {
 }
 
 func figService(file, name string, svc *yaml.Node, names map[string]bool) (*yaml.Node, error) {
-	out := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: svc.Line, Column: svc.Column}
+	// Keep the anchor: aliases elsewhere in the file may name this service's
+	// mapping, and must find the converted one.
+	out := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: svc.Line, Column: svc.Column, Anchor: svc.Anchor}
 	var logging *yaml.Node
 	var dockerfile *yaml.Node
 	buildIdx := -1

@@ -73,6 +73,10 @@ func TestFigPrepass(t *testing.T) {
 		{name: "x- keys stay top level", in: "x-common: &c {image: b}\nweb: *c\n", want: "x-common:"},
 		{name: "service not a mapping", in: "web: busybox\n", err: `fig.yml:1:1: web: fig service "web" is not a mapping`},
 		{name: "empty service", in: "web:\n", err: `fig service "web" is empty`},
+		// Found by FuzzFigPrepass: an alias as a service name, and an anchored
+		// service whose anchor the conversion dropped.
+		{name: "alias as service name", in: "0: &a {}\n*a: *a", err: "a fig service name must be a string"},
+		{name: "anchored service keeps its anchor", in: "base: &b {image: busybox}\nweb: *b\n", want: "base: &b\n"},
 		{name: "fig keys kept", in: "web:\n  image: b\n  external_links: [x]\n  dns: 8.8.8.8\n  mem_limit: 1g\n  cpu_shares: 5\n  privileged: true\n  restart: always\n", want: "external_links: [x]\n    dns: 8.8.8.8\n    mem_limit: 1g\n    cpu_shares: 5\n    privileged: true\n    restart: always"},
 	}
 	for _, c := range cases {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 var fuzzSeeds = []string{
@@ -35,7 +36,10 @@ func FuzzFigPrepass(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		out, converted, err := FigPrepass("fig.yml", in)
+		var out []byte
+		var converted bool
+		var err error
+		within(t, 10*time.Second, func() { out, converted, err = FigPrepass("fig.yml", in) })
 		if err != nil {
 			if _, ok := AsError(err); !ok {
 				t.Fatalf("error %T is not a *project.Error: %v", err, err)
@@ -55,7 +59,9 @@ func FuzzFigPrepass(f *testing.F) {
 		if k, _ := mapGet(d.root, "services"); k == nil || isFigDoc(d.root) {
 			t.Fatalf("converted output is not a compose-spec file:\n%s", out)
 		}
-		again, conv2, err := FigPrepass("fig.yml", out)
+		var again []byte
+		var conv2 bool
+		within(t, 10*time.Second, func() { again, conv2, err = FigPrepass("fig.yml", out) })
 		if err != nil || conv2 || !bytes.Equal(again, out) {
 			t.Fatalf("not idempotent (converted=%v, err=%v)", conv2, err)
 		}
@@ -76,7 +82,10 @@ func FuzzLoad(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(dir, ".env"), []byte(dotenv), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		_, err := Load(context.Background(), Options{WorkDir: dir, ProjectName: "fuzz", Env: map[string]string{}})
+		var err error
+		within(t, 10*time.Second, func() {
+			_, err = Load(context.Background(), Options{WorkDir: dir, ProjectName: "fuzz", Env: map[string]string{}})
+		})
 		if err == nil {
 			return
 		}
@@ -116,4 +125,17 @@ func FuzzNames(f *testing.F) {
 			}
 		}
 	})
+}
+
+// within fails the test when fn runs longer than d: inputs must never hang
+// the loader (the fuzzer then keeps the input).
+func within(t *testing.T, d time.Duration, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { defer close(done); fn() }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("took longer than %v", d)
+	}
 }
