@@ -330,3 +330,26 @@ func TestDecompress(t *testing.T) {
 		}
 	}
 }
+
+func TestApplyKeepsXattrs(t *testing.T) {
+	s := newSandbox(t)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Name: "f", Typeflag: tar.TypeReg, Mode: 0o644, Format: tar.FormatPAX,
+		PAXRecords: map[string]string{"SCHILY.xattr.user.berth": "kept"}})
+	tw.Close()
+	if err := apply(t, s, buf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	val := make([]byte, 16)
+	n, err := unix.Getxattr(filepath.Join(s.root, "f"), "user.berth", val)
+	if err != nil {
+		if errors.Is(err, unix.ENOTSUP) {
+			t.Skip("the temp filesystem has no user xattrs")
+		}
+		t.Fatal(err)
+	}
+	if string(val[:n]) != "kept" {
+		t.Fatalf("xattr = %q", val[:n])
+	}
+}
