@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"berth.dev/berth/internal/testutil"
 )
 
 var fuzzSeeds = []string{
@@ -39,7 +41,7 @@ func FuzzFigPrepass(f *testing.F) {
 		var out []byte
 		var converted bool
 		var err error
-		within(t, 10*time.Second, func() { out, converted, err = FigPrepass("fig.yml", in) })
+		testutil.Within(t, 10*time.Second, func() { out, converted, err = FigPrepass("fig.yml", in) })
 		if err != nil {
 			if _, ok := AsError(err); !ok {
 				t.Fatalf("error %T is not a *project.Error: %v", err, err)
@@ -61,7 +63,7 @@ func FuzzFigPrepass(f *testing.F) {
 		}
 		var again []byte
 		var conv2 bool
-		within(t, 10*time.Second, func() { again, conv2, err = FigPrepass("fig.yml", out) })
+		testutil.Within(t, 10*time.Second, func() { again, conv2, err = FigPrepass("fig.yml", out) })
 		if err != nil || conv2 || !bytes.Equal(again, out) {
 			t.Fatalf("not idempotent (converted=%v, err=%v)", conv2, err)
 		}
@@ -83,7 +85,7 @@ func FuzzLoad(f *testing.F) {
 			t.Fatal(err)
 		}
 		var err error
-		within(t, 10*time.Second, func() {
+		testutil.Within(t, 10*time.Second, func() {
 			_, err = Load(context.Background(), Options{WorkDir: dir, ProjectName: "fuzz", Env: map[string]string{}})
 		})
 		if err == nil {
@@ -125,17 +127,4 @@ func FuzzNames(f *testing.F) {
 			}
 		}
 	})
-}
-
-// within fails the test when fn runs longer than d: inputs must never hang
-// the loader (the fuzzer then keeps the input).
-func within(t *testing.T, d time.Duration, fn func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() { defer close(done); fn() }()
-	select {
-	case <-done:
-	case <-time.After(d):
-		t.Fatalf("took longer than %v", d)
-	}
 }

@@ -129,10 +129,14 @@ const maxLinkHops = 40
 // a dangling symlink is followed the way RESOLVE_IN_ROOT would resolve it
 // (absolute targets and '..' stay at the root) and its target is created.
 func (a *applier) mkdirAllInRoot(dir string) (int, error) {
-	return a.mkdirAllHops(dir, 0)
+	hops := 0
+	return a.mkdirAllHops(dir, &hops)
 }
 
-func (a *applier) mkdirAllHops(dir string, hops int) (int, error) {
+// mkdirAllHops shares one hop budget across the whole call: dangling links
+// whose targets hold more dangling links would otherwise branch
+// exponentially.
+func (a *applier) mkdirAllHops(dir string, hops *int) (int, error) {
 	fd, err := a.openInRoot(dir)
 	if err == nil || !errors.Is(err, unix.ENOENT) {
 		return fd, err
@@ -149,14 +153,15 @@ func (a *applier) mkdirAllHops(dir string, hops int) (int, error) {
 			return -1, err
 		}
 		if link, lerr := readlinkAt(pfd, base); lerr == nil {
-			if hops >= maxLinkHops {
+			if *hops >= maxLinkHops {
 				return -1, fmt.Errorf("%w: too many levels of symlinks under %q", ErrInvalidEntry, dir)
 			}
+			*hops++
 			target := cleanName(link)
 			if !path.IsAbs(link) {
 				target = cleanName(parent + "/" + link)
 			}
-			tfd, err := a.mkdirAllHops(target, hops+1)
+			tfd, err := a.mkdirAllHops(target, hops)
 			if err != nil {
 				return -1, err
 			}

@@ -157,6 +157,8 @@ func TestApplyBreakouts(t *testing.T) {
 		{name: "WhiteoutThroughSymlink", layers: [][]entry{{symlink("h", "../host"), file("h/.wh.secret", "")}}, inRoot: []string{"host/secret"}},
 		{name: "OpaqueThroughSymlink", layers: [][]entry{{symlink("h", "../host"), file("h/.wh..wh..opq", "")}}, inRoot: []string{"host"}},
 		{name: "DeviceOutside", layers: [][]entry{{{name: "../dev-null", typ: tar.TypeChar, mode: 0o666}}}},
+		// Parents that are symlinks into each other: refused, not followed forever.
+		{name: "SymlinkCycleParent", layers: [][]entry{{symlink("a", "b/c/d/e/f/g"), symlink("b", "a/h/i/j/k/l"), file("a/x", "y")}}, wantErr: true},
 		{name: "RootEntryIgnored", layers: [][]entry{{dir("/"), dir("."), dir("..")}}},
 	}
 	for _, c := range cases {

@@ -60,3 +60,17 @@ func Eventually(t testing.TB, cond func() bool, timeout time.Duration, what stri
 		}
 	}
 }
+
+// Within fails the test when fn runs longer than d: fuzz targets use it so
+// a slow input is reported (and kept) instead of stalling the fuzzer. fn
+// keeps running in the background after a failure.
+func Within(t testing.TB, d time.Duration, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { defer close(done); fn() }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("took longer than %v", d)
+	}
+}
