@@ -23,7 +23,7 @@ prereqs:
 
 # The busybox test image: a reproducible rootfs tarball from Debian's static busybox.
 testimage: _output/testimage/busybox.tar
-_output/testimage/busybox.tar: internal/testutil/cmd/mktestimage/*.go
+_output/testimage/busybox.tar: internal/testutil/cmd/mktestimage/*.go internal/testutil/busybox.go
 	$(GO) run ./internal/testutil/cmd/mktestimage -o $@
 
 # The container runtime and networking land in later issues; until then the

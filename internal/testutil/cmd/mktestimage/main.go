@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"berth.dev/berth/internal/testutil"
 )
 
 func main() {
@@ -33,7 +35,7 @@ func run(bb, out string) error {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if err := Write(tmp, bb); err != nil {
+	if err := testutil.WriteBusyboxImage(tmp, bb); err != nil {
 		tmp.Close()
 		return err
 	}

@@ -1,4 +1,4 @@
-package main
+package testutil
 
 import (
 	"archive/tar"
@@ -9,8 +9,11 @@ import (
 	"os"
 	"os/exec"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"testing"
 	"time"
 )
 
@@ -28,8 +31,8 @@ var files = map[string]string{
 	"etc/group":  "root:x:0:\nnogroup:x:65534:\n",
 }
 
-// Write writes the test image rootfs tar for the busybox binary at bb.
-func Write(w io.Writer, bb string) error {
+// WriteBusyboxImage writes the test image rootfs tar for the busybox binary at bb.
+func WriteBusyboxImage(w io.Writer, bb string) error {
 	bin, err := os.ReadFile(bb)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -93,3 +96,35 @@ func Write(w io.Writer, bb string) error {
 	}
 	return tw.Close()
 }
+
+// BusyboxTar returns the path of the busybox test image tarball, built
+// once per test binary in a temp dir; without /bin/busybox it fails with
+// the apt-get hint.
+func BusyboxTar(t testing.TB) string {
+	t.Helper()
+	busyboxOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "berth-busybox-")
+		if err != nil {
+			busyboxErr = err
+			return
+		}
+		busyboxPath = filepath.Join(dir, "busybox.tar")
+		f, err := os.Create(busyboxPath)
+		if err != nil {
+			busyboxErr = err
+			return
+		}
+		defer f.Close()
+		busyboxErr = WriteBusyboxImage(f, "/bin/busybox")
+	})
+	if busyboxErr != nil {
+		t.Fatalf("busybox test image: %v", busyboxErr)
+	}
+	return busyboxPath
+}
+
+var (
+	busyboxOnce sync.Once
+	busyboxPath string
+	busyboxErr  error
+)

@@ -1,4 +1,4 @@
-package main
+package testutil
 
 import (
 	"archive/tar"
@@ -17,10 +17,10 @@ func TestImageIsReproducibleAndComplete(t *testing.T) {
 		t.Skip("/bin/busybox missing: apt-get install -y busybox-static")
 	}
 	var a, b bytes.Buffer
-	if err := Write(&a, "/bin/busybox"); err != nil {
+	if err := WriteBusyboxImage(&a, "/bin/busybox"); err != nil {
 		t.Fatal(err)
 	}
-	if err := Write(&b, "/bin/busybox"); err != nil {
+	if err := WriteBusyboxImage(&b, "/bin/busybox"); err != nil {
 		t.Fatal(err)
 	}
 	if sha256.Sum256(a.Bytes()) != sha256.Sum256(b.Bytes()) {
