@@ -27,14 +27,7 @@ import (
 // layers, loads it into a fresh store and returns store and image.
 func loadImage(t *testing.T, layers [][]tarEntry) (*local.Store, image.Image) {
 	t.Helper()
-	r, err := state.Open(filepath.Join(testutil.TempRoot(t), "root"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := local.Open(r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newStore(t)
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	put := func(b []byte) string {
@@ -69,21 +62,11 @@ func loadImage(t *testing.T, layers [][]tarEntry) (*local.Store, image.Image) {
 func mountContainer(t *testing.T, s *local.Store, img image.Image, readOnly bool) string {
 	t.Helper()
 	ctx := context.Background()
-	chainID, err := s.Unpack(ctx, img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mounts, err := s.Snapshots().Prepare(ctx, "container-test", chainID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := mounts[0]
+	o := prepareContainer(t, s, img, "container-test")
+	o.ReadOnly = readOnly
 	target := filepath.Join(t.TempDir(), "rootfs")
 	os.Mkdir(target, 0o755)
-	if m.Type != "overlay" {
-		t.Fatalf("container mount type %q", m.Type)
-	}
-	if err := MountOverlay(Overlay{Lower: m.Lower, Upper: m.Upper, Work: m.Work, ReadOnly: readOnly}, target); err != nil {
+	if err := MountOverlay(o, target); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -137,4 +120,38 @@ func TestImage120LayersContainerRoot(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "w"), nil, 0o644); err == nil {
 		t.Fatal("read_only root is writable")
 	}
+}
+
+// newStore opens an image store in a fresh state root.
+func newStore(t *testing.T) *local.Store {
+	t.Helper()
+	r, err := state.Open(filepath.Join(testutil.TempRoot(t), "root"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := local.Open(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// prepareContainer unpacks img and prepares a writable container snapshot
+// on it, returned as the overlay the runtime mounts.
+func prepareContainer(t *testing.T, s *local.Store, img image.Image, key string) Overlay {
+	t.Helper()
+	ctx := context.Background()
+	chainID, err := s.Unpack(ctx, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mounts, err := s.Snapshots().Prepare(ctx, key, chainID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := mounts[0]
+	if m.Type != "overlay" {
+		t.Fatalf("container mount type %q", m.Type)
+	}
+	return Overlay{Lower: m.Lower, Upper: m.Upper, Work: m.Work}
 }

@@ -13,8 +13,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"berth.dev/berth/image/local"
-	"berth.dev/berth/internal/state"
 	"berth.dev/berth/internal/testutil"
 )
 
@@ -53,40 +51,23 @@ func TestMain(m *testing.M) {
 }
 
 // busyboxRoot imports the test image into a fresh store and prepares a
-// container snapshot; extra layers may be added on top (as tarball
-// entries applied to the container's upper dir).
+// container snapshot on it; it returns the overlay and where to mount it.
 func busyboxRoot(t *testing.T) (*Overlay, string) {
 	t.Helper()
-	r, err := state.Open(filepath.Join(testutil.TempRoot(t), "root"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := local.Open(r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newStore(t)
 	f, err := os.Open(testutil.BusyboxTar(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	ctx := context.Background()
-	img, err := s.Import(ctx, f, "busybox:latest", nil)
+	img, err := s.Import(context.Background(), f, "busybox:latest", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	chain, err := s.Unpack(ctx, img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mounts, err := s.Snapshots().Prepare(ctx, "c1", chain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := mounts[0]
-	target := filepath.Join(r.Path, "rootfs")
+	o := prepareContainer(t, s, img, "c1")
+	target := filepath.Join(t.TempDir(), "rootfs")
 	os.Mkdir(target, 0o755)
-	return &Overlay{Lower: m.Lower, Upper: m.Upper, Work: m.Work}, target
+	return &o, target
 }
 
 // runInit runs a script as PID 1 of new namespaces on the prepared root.
