@@ -480,11 +480,9 @@ func (s *Store) Remove(ctx context.Context, ref string, force bool) error {
 			return err
 		}
 		r := ix.Images[id]
-		if n, err := NormalizeRef(ref); err == nil && len(r.Refs) > 1 {
-			if before := len(r.Refs); len(without(append([]string(nil), r.Refs...), n)) < before {
-				r.Refs = without(r.Refs, n)
-				return nil
-			}
+		if n, err := NormalizeRef(ref); err == nil && len(r.Refs) > 1 && contains(r.Refs, n) {
+			r.Refs = without(r.Refs, n) // one of several names: untag only
+			return nil
 		}
 		if s.InUse != nil {
 			users, err := s.InUse(ctx, id)
