@@ -2,45 +2,17 @@ package examples
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-)
 
-var (
-	busyboxOnce sync.Once
-	busyboxTar  string
-	busyboxErr  error
+	"berth.dev/berth/internal/testutil"
 )
-
-// testImage builds the busybox test image tarball once per test binary.
-func testImage(t *testing.T) string {
-	t.Helper()
-	busyboxOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "berth-img-")
-		if err != nil {
-			busyboxErr = err
-			return
-		}
-		busyboxTar = filepath.Join(dir, "busybox.tar")
-		out, err := exec.Command("go", "run", "../internal/testutil/cmd/mktestimage", "-o", busyboxTar).CombinedOutput()
-		if err != nil {
-			busyboxErr = err
-			busyboxTar = string(out)
-		}
-	})
-	if busyboxErr != nil {
-		t.Fatalf("building the test image: %v\n%s", busyboxErr, busyboxTar)
-	}
-	return busyboxTar
-}
 
 // TestImageSaveLoadMustKeepID: an imported image saved and loaded into a
 // second state root must keep its ID and name.
 func TestImageSaveLoadMustKeepID(t *testing.T) {
-	tarball := testImage(t)
+	tarball := testutil.BusyboxTar(t)
 	rootA := []string{"BERTH_ROOT=" + filepath.Join(t.TempDir(), "a")}
 	rootB := []string{"BERTH_ROOT=" + filepath.Join(t.TempDir(), "b")}
 	r := berth(t, ".", rootA, "image", "import", tarball, "busybox:latest", "--change", `CMD ["sh"]`)
@@ -67,7 +39,7 @@ func TestImageSaveLoadMustKeepID(t *testing.T) {
 // TestImageRemoveMustLeaveNothing: after rm and prune the blob and
 // snapshot directories are empty and nothing is mounted.
 func TestImageRemoveMustLeaveNothing(t *testing.T) {
-	tarball := testImage(t)
+	tarball := testutil.BusyboxTar(t)
 	root := filepath.Join(t.TempDir(), "root")
 	env := []string{"BERTH_ROOT=" + root}
 	if r := berth(t, ".", env, "image", "import", tarball, "busybox:latest"); r.code != 0 {

@@ -78,9 +78,6 @@ func (s *Store) Content() image.ContentStore { return s.content }
 // Snapshots returns the snapshotter.
 func (s *Store) Snapshots() image.Snapshotter { return s.snaps }
 
-// Blobs is the concrete content store (Put, ReadAll).
-func (s *Store) Blobs() *content.Store { return s.content }
-
 // Overlay is the concrete snapshotter (FSDir).
 func (s *Store) Overlay() *overlay.Snapshotter { return s.snaps }
 

@@ -22,9 +22,10 @@ const DefaultRootPath = "/var/lib/berth"
 // DefaultRuntimeDir is the runtime dir of the default root.
 const DefaultRuntimeDir = "/run/berth"
 
-// DefaultRoot returns BERTH_ROOT (made absolute) or DefaultRootPath.
-func DefaultRoot() string {
-	if r := os.Getenv("BERTH_ROOT"); r != "" {
+// DefaultRoot returns BERTH_ROOT (made absolute) as getenv reports it, or
+// DefaultRootPath.
+func DefaultRoot(getenv func(string) string) string {
+	if r := getenv("BERTH_ROOT"); r != "" {
 		if abs, err := filepath.Abs(r); err == nil {
 			return abs
 		}
@@ -54,7 +55,7 @@ type Root struct {
 // group or other permissions, or berth refuses it.
 func Open(path string) (*Root, error) {
 	if path == "" {
-		path = DefaultRoot()
+		path = DefaultRoot(os.Getenv)
 	}
 	path, err := filepath.Abs(path)
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -195,13 +194,7 @@ func (g *globals) load(ctx context.Context) (*project.Model, error) {
 
 // stateRoot is BERTH_ROOT (absolute) or the default root.
 func (g *globals) stateRoot() string {
-	if r := g.env["BERTH_ROOT"]; r != "" {
-		if abs, err := filepath.Abs(r); err == nil {
-			return abs
-		}
-		return r
-	}
-	return state.DefaultRootPath
+	return state.DefaultRoot(func(k string) string { return g.env[k] })
 }
 
 // errUsage wraps a message as a usage error.
