@@ -66,6 +66,7 @@ type ContainerSpec struct {
 	Name        string
 	Labels      map[string]string
 	Image       digest.Digest // image config digest
+	ImageRef    string        // the image as the user named it
 	Rootfs      RootfsSpec
 	OCI         *specs.Spec // process, mounts, namespaces, caps, seccomp, devices, resources, rlimits
 	NetNS       NetNSMode
@@ -75,6 +76,12 @@ type ContainerSpec struct {
 	Log         LogConfig
 	StopSignal  unix.Signal
 	StopTimeout time.Duration
+
+	Privileged bool     // all capabilities and devices, no masks, no seccomp
+	Init       bool     // init: true: a built-in reaper is PID 1
+	ShmSize    int64    // bytes of /dev/shm; 0 = 64 MiB
+	GroupAdd   []string // supplementary groups (group_add)
+	AutoRemove bool     // --rm: removed when it exits
 }
 
 // RootfsSpec names the image snapshot chain the container's upper dir sits on.
@@ -114,6 +121,16 @@ type LogConfig struct {
 	MaxFile int
 }
 
+// StartError is why a container's command could not be started, with
+// Docker's exit code: 127 command not found, 126 not executable, 125 any
+// other failure to set the container up.
+type StartError struct {
+	Code int
+	Msg  string
+}
+
+func (e *StartError) Error() string { return e.Msg }
+
 // Status of a container.
 type Status int
 
@@ -141,15 +158,17 @@ type ExitStatus struct {
 
 // Info is a container's observed state.
 type Info struct {
-	ID, Name string
-	Labels   map[string]string
-	Created  time.Time
-	Status   Status
-	Pid      int
-	Exit     *ExitStatus
-	Health   string // "", starting, healthy, unhealthy
-	Restarts int
-	Ports    []PortMapping
+	ID, Name  string
+	Labels    map[string]string
+	Created   time.Time
+	Status    Status
+	Pid       int
+	Exit      *ExitStatus
+	Health    string // "", starting, healthy, unhealthy
+	Restarts  int
+	Ports     []PortMapping
+	StartedAt time.Time
+	Error     string // why the last start failed, or why the exit is unknown
 }
 
 // Filter selects containers by labels (all must match).

@@ -74,7 +74,15 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 	if err == nil {
 		return 0
 	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		return ee.code // the container's own code; it said what it had to
+	}
 	fmt.Fprintf(stderr, "berth: %v\n", err)
+	var ce codedError
+	if errors.As(err, &ce) {
+		return ce.code
+	}
 	return errdefs.ExitCode(err)
 }
 
@@ -143,7 +151,7 @@ the machine toward them. No Docker, containerd or podman underneath.`,
 		}
 	}
 	add("compose", g.compose(newConfigCmd(g)), newVersionCmd(g))
-	add("management", newImageCmd(g), newSystemCmd(g))
+	add("management", newContainerCmd(g), newImageCmd(g), newSystemCmd(g))
 	root.SetHelpCommandGroupID("compose")
 	var noFlagsInUse func(c *cobra.Command)
 	noFlagsInUse = func(c *cobra.Command) {

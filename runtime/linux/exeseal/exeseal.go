@@ -23,8 +23,12 @@ const Seals = unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_
 
 // Copy returns a sealed memfd holding a copy of /proc/self/exe, O_CLOEXEC.
 // Run it through Path; close it when the child has started.
-func Copy() (*os.File, error) {
-	src, err := os.Open("/proc/self/exe")
+func Copy() (*os.File, error) { return CopyFile("/proc/self/exe") }
+
+// CopyFile is Copy of the berth binary at path (tests run the real binary
+// from a test process).
+func CopyFile(path string) (*os.File, error) {
+	src, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("exeseal: %w", err)
 	}

@@ -268,3 +268,30 @@ func Load(prog []bpf.RawInstruction) error {
 	}
 	return nil
 }
+
+// Filter converts a program to the kernel's sock_filter form.
+func Filter(prog []bpf.RawInstruction) []unix.SockFilter {
+	filter := make([]unix.SockFilter, len(prog))
+	for i, in := range prog {
+		filter[i] = unix.SockFilter{Code: in.Op, Jt: in.Jt, Jf: in.Jf, K: in.K}
+	}
+	return filter
+}
+
+// LoadAllThreads installs filter on every thread of the process
+// (SECCOMP_FILTER_FLAG_TSYNC), so no Go thread stays unfiltered.
+func LoadAllThreads(filter []unix.SockFilter) error {
+	if len(filter) == 0 {
+		return errdefs.Invalidf("seccomp: empty filter")
+	}
+	fprog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	const setModeFilter, flagTSync = 1, 1
+	r, _, errno := unix.Syscall(unix.SYS_SECCOMP, setModeFilter, flagTSync, uintptr(unsafe.Pointer(&fprog)))
+	if errno != 0 {
+		return fmt.Errorf("seccomp: load filter: %w", errno)
+	}
+	if r != 0 {
+		return fmt.Errorf("seccomp: thread %d could not take the filter", r)
+	}
+	return nil
+}

@@ -1,0 +1,393 @@
+package linux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"berth.dev/berth/internal/errdefs"
+	"berth.dev/berth/internal/state"
+	"berth.dev/berth/runtime"
+	"berth.dev/berth/runtime/linux/cgroups"
+)
+
+// Container is one container of a Runtime.
+type Container struct {
+	r  *Runtime
+	id string
+}
+
+var _ runtime.Container = (*Container)(nil)
+
+// ID is the 64-hex ID.
+func (c *Container) ID() string { return c.id }
+
+func (c *Container) dir() string { return c.r.dir(c.id) }
+
+func (c *Container) meta() (*Meta, error) {
+	var m Meta
+	if err := state.ReadJSON(filepath.Join(c.dir(), metaFile), &m); err != nil {
+		if errdefs.IsNotFound(err) {
+			return nil, errdefs.NotFoundf("no such container: %.12s", c.id)
+		}
+		return nil, fmt.Errorf("container %.12s: %w", c.id, err)
+	}
+	return &m, nil
+}
+
+// Meta is the container's record.
+func (c *Container) Meta() (*Meta, error) { return c.meta() }
+
+func (c *Container) writeMeta(m *Meta) error {
+	if err := state.WriteJSON(filepath.Join(c.dir(), metaFile), m, 0o600); err != nil {
+		return fmt.Errorf("container %s: %w", m.Name, err)
+	}
+	return nil
+}
+
+// MarkCreated ends a transient creation (see Runtime.Create).
+func (c *Container) MarkCreated() error {
+	m, err := c.meta()
+	if err != nil {
+		return err
+	}
+	if !m.Creating {
+		return nil
+	}
+	m.Creating = false
+	return c.writeMeta(m)
+}
+
+func (c *Container) state() (*State, error) {
+	var s State
+	if err := state.ReadJSON(filepath.Join(c.dir(), stateFile), &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+func (c *Container) exit() (*Exit, error) {
+	var e Exit
+	if err := state.ReadJSON(filepath.Join(c.dir(), exitFile), &e); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+// lostExit is what a container reports when its process is gone and its
+// shim died before recording how: Docker's 255 for a lost container.
+func lostExit(s *State) *Exit {
+	return &Exit{Code: 255, ExitedAt: time.Now().UTC(), Error: fmt.Sprintf("exit status lost: the shim (pid %d) was killed before the container exited", s.Shim.Pid)}
+}
+
+// Info is the container's observed state, checked against the live
+// processes: a record saying running whose process is gone is exited.
+func (c *Container) Info(ctx context.Context) (runtime.Info, error) {
+	m, err := c.meta()
+	if err != nil {
+		return runtime.Info{}, err
+	}
+	info := runtime.Info{ID: c.id, Name: m.Name, Labels: m.Spec.Labels, Created: m.Created, Status: runtime.StatusCreated}
+	st, err := c.state()
+	if errdefs.IsNotFound(err) {
+		return info, nil
+	}
+	if err != nil {
+		return info, fmt.Errorf("container %s: %w", m.Name, err)
+	}
+	info.Restarts = st.Restarts
+	info.StartedAt = st.StartedAt
+	info.Error = st.Error
+	ex, _ := c.exit()
+	switch {
+	case st.Status == "running" && st.Init.Alive():
+		info.Status = runtime.StatusRunning
+		info.Pid = st.Init.Pid
+		return info, nil
+	case st.Status == "running" && st.Shim.Alive():
+		// The process just ended; its shim is recording the exit.
+		st.Shim.WaitGone(ctx, 2*time.Second)
+		return c.Info(ctx)
+	case st.Status == "running":
+		info.Status = runtime.StatusExited
+		if ex == nil || ex.ExitedAt.Before(st.StartedAt) {
+			ex = lostExit(st)
+		}
+	case st.Status == "created":
+		info.Status = runtime.StatusCreated
+	default:
+		info.Status = runtime.StatusExited
+	}
+	if ex != nil {
+		info.Exit = &runtime.ExitStatus{Code: ex.Code, Signal: unix.Signal(ex.Signal), OOMKill: ex.OOMKilled, ExitedAt: ex.ExitedAt}
+		if info.Error == "" {
+			info.Error = ex.Error
+		}
+	}
+	return info, nil
+}
+
+// Start spawns the shim and returns once the command was exec'd in the
+// container, or with the reason it could not be (a *StartError carrying
+// Docker's 125/126/127). Starting a running container does nothing.
+func (c *Container) Start(ctx context.Context) error {
+	info, err := c.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if info.Status == runtime.StatusRunning {
+		return nil
+	}
+	m, err := c.meta()
+	if err != nil {
+		return err
+	}
+	// A previous run's cgroup can be left when its shim was killed.
+	if cg, err := cgroups.Load(c.r.cgParent, c.id); err == nil {
+		cg.Kill()
+		cg.Delete()
+	}
+	os.Remove(filepath.Join(c.dir(), stopFile))
+	return c.r.spawnShim(ctx, m)
+}
+
+// Stop sends the stop signal, waits up to timeout, then SIGKILL; it marks
+// the container stopped by the user so no restart policy brings it back,
+// and returns once the exit is recorded.
+func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
+	m, err := c.meta()
+	if err != nil {
+		return err
+	}
+	if err := state.WriteFile(filepath.Join(c.dir(), stopFile), nil, 0o600); err != nil {
+		return fmt.Errorf("stop %s: %w", m.Name, err)
+	}
+	st, err := c.state()
+	if err != nil || st.Status != "running" || !st.Init.Alive() {
+		c.settle(ctx, st)
+		return nil
+	}
+	sig := m.Spec.StopSignal
+	if sig == 0 {
+		sig = unix.SIGTERM
+	}
+	if timeout < 0 {
+		timeout = m.Spec.StopTimeout
+		if timeout == 0 {
+			timeout = 10 * time.Second
+		}
+	}
+	if err := st.Init.Signal(sig); err == nil && timeout > 0 {
+		if st.Init.WaitGone(ctx, timeout) {
+			c.settle(ctx, st)
+			return nil
+		}
+	}
+	if err := c.killAll(st); err != nil {
+		return fmt.Errorf("stop %s: %w", m.Name, err)
+	}
+	c.settle(ctx, st)
+	return nil
+}
+
+// killAll SIGKILLs the container's init and everything in its cgroup, and
+// waits for init to be gone.
+func (c *Container) killAll(st *State) error {
+	if err := st.Init.Signal(unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
+		return err
+	}
+	if cg, err := cgroups.Load(c.r.cgParent, c.id); err == nil {
+		cg.Kill()
+	}
+	if !st.Init.WaitGone(context.Background(), 10*time.Second) {
+		return fmt.Errorf("process %d survived SIGKILL for 10 s", st.Init.Pid)
+	}
+	return nil
+}
+
+// settle waits for the shim to record the exit; when the shim is gone the
+// exit is lost and is recorded here, with the cgroup it left.
+func (c *Container) settle(ctx context.Context, st *State) {
+	if st == nil || st.Status != "running" {
+		return
+	}
+	if st.Shim.Alive() {
+		st.Shim.WaitGone(ctx, 15*time.Second)
+		return
+	}
+	if ex, err := c.exit(); err == nil && !ex.ExitedAt.Before(st.StartedAt) {
+		return
+	}
+	ex := lostExit(st)
+	state.WriteJSON(filepath.Join(c.dir(), exitFile), ex, 0o600)
+	st.Status = "exited"
+	state.WriteJSON(filepath.Join(c.dir(), stateFile), st, 0o600)
+	if cg, err := cgroups.Load(c.r.cgParent, c.id); err == nil {
+		cg.Kill()
+		cg.Delete()
+	}
+}
+
+// Kill sends sig to the container's init.
+func (c *Container) Kill(ctx context.Context, sig unix.Signal) error {
+	m, err := c.meta()
+	if err != nil {
+		return err
+	}
+	st, err := c.state()
+	if err != nil || st.Status != "running" || !st.Init.Alive() {
+		return errdefs.Conflictf("container %s is not running", m.Name)
+	}
+	if sig == unix.SIGKILL {
+		state.WriteFile(filepath.Join(c.dir(), stopFile), nil, 0o600)
+	}
+	if err := st.Init.Signal(sig); err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return errdefs.Conflictf("container %s is not running", m.Name)
+		}
+		return fmt.Errorf("kill %s: %w", m.Name, err)
+	}
+	return nil
+}
+
+// Wait blocks until the container is not running and returns its exit.
+func (c *Container) Wait(ctx context.Context) (runtime.ExitStatus, error) {
+	for {
+		st, err := c.state()
+		if err != nil && !errdefs.IsNotFound(err) {
+			return runtime.ExitStatus{}, err
+		}
+		if st != nil && st.Status == "running" {
+			switch {
+			case st.Shim.Alive():
+				st.Shim.WaitGone(ctx, time.Second)
+			case st.Init.Alive():
+				st.Init.WaitGone(ctx, time.Second)
+			}
+		}
+		if ctx.Err() != nil {
+			return runtime.ExitStatus{}, errdefs.ErrCanceled
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return runtime.ExitStatus{}, err
+		}
+		if info.Status != runtime.StatusRunning {
+			if info.Exit == nil {
+				return runtime.ExitStatus{}, errdefs.Conflictf("container %s has not run", info.Name)
+			}
+			return *info.Exit, nil
+		}
+	}
+}
+
+// Rename gives the container a new name.
+func (c *Container) Rename(ctx context.Context, name string) error {
+	m, err := c.meta()
+	if err != nil {
+		return err
+	}
+	if name == m.Name {
+		return nil
+	}
+	if err := state.ValidName("container", name); err != nil {
+		return errdefs.Invalidf("invalid container name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", name)
+	}
+	if err := c.r.root.ReserveName(name, c.id); err != nil {
+		return err
+	}
+	old := m.Name
+	m.Name, m.Spec.Name = name, name
+	if err := c.writeMeta(m); err != nil {
+		c.r.root.ReleaseName(name, c.id)
+		return err
+	}
+	return c.r.root.ReleaseName(old, c.id)
+}
+
+// Remove deletes the container: running ones only with o.Force (killed
+// first). Its cgroup, snapshot, name and dir go; a missing one is not an
+// error for the caller to handle twice.
+func (c *Container) Remove(ctx context.Context, o runtime.RemoveOptions) error {
+	m, err := c.meta()
+	if err != nil {
+		return err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if info.Status == runtime.StatusRunning {
+		if !o.Force {
+			return errdefs.Conflictf("container %s is running: stop it first or use --force", m.Name)
+		}
+		st, _ := c.state()
+		state.WriteFile(filepath.Join(c.dir(), stopFile), nil, 0o600)
+		if err := c.killAll(st); err != nil {
+			return fmt.Errorf("remove %s: %w", m.Name, err)
+		}
+		c.settle(ctx, st)
+	}
+	return c.destroy(ctx, m)
+}
+
+// destroy removes every trace of the container; each step is idempotent.
+func (c *Container) destroy(ctx context.Context, m *Meta) error {
+	if st, err := c.state(); err == nil && st.Shim.Alive() {
+		st.Shim.WaitGone(ctx, 10*time.Second)
+	}
+	var errs []error
+	if cg, err := cgroups.Load(c.r.cgParent, c.id); err == nil {
+		cg.Kill()
+		if err := cg.Delete(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := c.r.snaps.Remove(ctx, SnapshotKey(c.id)); err != nil && !errdefs.IsNotFound(err) {
+		errs = append(errs, err)
+	}
+	if err := c.r.root.ReleaseName(m.Name, c.id); err != nil && !errdefs.IsConflict(err) {
+		errs = append(errs, err)
+	}
+	os.Remove(c.r.socketPath(c.id))
+	// Rename out first: a dir under containers/ is a container or nothing.
+	trash := filepath.Join(c.r.root.TmpDir(), "rm-"+c.id)
+	if err := os.Rename(c.dir(), trash); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	os.RemoveAll(trash)
+	if len(errs) > 0 {
+		return fmt.Errorf("remove %s: %w", m.Name, errors.Join(errs...))
+	}
+	return nil
+}
+
+// Not in this runtime yet (container runtime, part 2).
+var errLater = errdefs.Unavailablef("not implemented yet in berth's runtime")
+
+// Exec runs a process in the container (part 2).
+func (c *Container) Exec(ctx context.Context, p runtime.ProcessSpec, s runtime.Stdio) (runtime.ExitStatus, error) {
+	return runtime.ExitStatus{}, fmt.Errorf("exec: %w", errLater)
+}
+
+// Pause freezes the container (part 2).
+func (c *Container) Pause(ctx context.Context) error { return fmt.Errorf("pause: %w", errLater) }
+
+// Resume thaws the container (part 2).
+func (c *Container) Resume(ctx context.Context) error { return fmt.Errorf("unpause: %w", errLater) }
+
+// CopyIn writes a tar into the container (part 2).
+func (c *Container) CopyIn(ctx context.Context, dst string, tar io.Reader) error {
+	return fmt.Errorf("cp: %w", errLater)
+}
+
+// CopyOut reads a path of the container as a tar (part 2).
+func (c *Container) CopyOut(ctx context.Context, src string) (io.ReadCloser, error) {
+	return nil, fmt.Errorf("cp: %w", errLater)
+}

@@ -1,0 +1,441 @@
+// Package initproc is the container's init role (`berth _init`): started by
+// the shim in new namespaces, it sets up the root filesystem, drops
+// privileges in the order runc taught (mount → pivot → mask → drop → exec)
+// and execs the container's command, becoming it.
+//
+// The shim hands it two fds: 3, a SOCK_SEQPACKET sync socket, and 4, a pipe
+// carrying the Config as JSON. Init waits for one byte on fd 3 (the shim has
+// put it in the cgroup by then), and reports a failure as one JSON message
+// on fd 3. fd 3 is close-on-exec, so EOF on it means execve succeeded.
+package initproc
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"unsafe"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"berth.dev/berth/runtime/linux/caps"
+	"berth.dev/berth/runtime/linux/rootfs"
+	"berth.dev/berth/runtime/linux/seccomp"
+)
+
+// The fds the shim passes.
+const (
+	SyncFD = 3
+	SpecFD = 4
+)
+
+// DefaultPath is the PATH a container gets when neither the image nor the
+// user sets one (Docker's).
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// Config is everything init needs; the shim builds it from the container's
+// record.
+type Config struct {
+	Rootfs      rootfs.Config
+	Args        []string
+	Env         []string
+	Cwd         string
+	User        string
+	GroupAdd    []string
+	Hostname    string
+	Domainname  string
+	Caps        caps.Set
+	NoNewPrivs  bool
+	Seccomp     *specs.LinuxSeccomp // nil: unconfined
+	Rlimits     []Rlimit
+	OOMScoreAdj *int
+	Init        bool // PID 1 is a built-in reaper; the command is its child
+	CgroupNS    bool // unshare the cgroup namespace once in the cgroup (v2)
+	Loopback    bool // bring lo up (a private network namespace)
+}
+
+// Failure is what init reports on the sync socket when it cannot exec.
+// Code follows Docker: 127 command not found, 126 not executable, 125
+// anything else.
+type Failure struct {
+	Code int    `json:"code"`
+	Msg  string `json:"msg"`
+}
+
+func (f *Failure) Error() string { return f.Msg }
+
+func fail(code int, format string, args ...any) *Failure {
+	return &Failure{Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Main runs the init role and never returns on success. Its caller has
+// locked the main goroutine to the main thread (cmd/berth does it in init).
+func Main() int {
+	for _, fd := range []int{SyncFD, SpecFD} {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
+			fmt.Fprintf(os.Stderr, "berth _init: fd %d: %v (this role is started by the shim only)\n", fd, err)
+			return 125
+		}
+	}
+	f := run()
+	b, _ := json.Marshal(f)
+	unix.Write(SyncFD, b)
+	return f.Code
+}
+
+func run() (f *Failure) {
+	defer func() {
+		if r := recover(); r != nil {
+			f = fail(125, "init: internal error: %v", r)
+		}
+	}()
+	spec := os.NewFile(SpecFD, "spec")
+	var cfg Config
+	err := json.NewDecoder(io.LimitReader(spec, 64<<20)).Decode(&cfg)
+	spec.Close()
+	if err != nil {
+		return fail(125, "init: read the container config: %v", err)
+	}
+	var b [1]byte
+	if n, err := unix.Read(SyncFD, b[:]); n != 1 {
+		return fail(125, "init: the shim did not say go: %v", err)
+	}
+	return start(&cfg)
+}
+
+func start(cfg *Config) *Failure {
+	if cfg.CgroupNS {
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return fail(125, "init: cgroup namespace: %v", err)
+		}
+	}
+	if cfg.Hostname != "" {
+		if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+			return fail(125, "init: set hostname %q: %v", cfg.Hostname, err)
+		}
+	}
+	if cfg.Domainname != "" {
+		if err := unix.Setdomainname([]byte(cfg.Domainname)); err != nil {
+			return fail(125, "init: set domainname %q: %v", cfg.Domainname, err)
+		}
+	}
+	if cfg.Loopback {
+		if err := loopbackUp(); err != nil {
+			return fail(125, "init: bring up lo: %v", err)
+		}
+	}
+	if err := rootfs.Setup(cfg.Rootfs); err != nil {
+		return fail(125, "%v", err)
+	}
+	if cfg.OOMScoreAdj != nil {
+		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*cfg.OOMScoreAdj)), 0); err != nil {
+			return fail(125, "init: oom_score_adj %d: %v", *cfg.OOMScoreAdj, err)
+		}
+	}
+	if err := ApplyRlimits(cfg.Rlimits); err != nil {
+		return fail(125, "init: %v", err)
+	}
+	u, err := lookupUser(cfg.User, cfg.GroupAdd)
+	if err != nil {
+		return fail(125, "%v", err)
+	}
+	env := finalEnv(cfg.Env, u)
+	cwd := cfg.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	if !filepath.IsAbs(cwd) {
+		return fail(125, "working directory %q is not absolute; write an absolute path", cwd)
+	}
+	if err := os.MkdirAll(cwd, 0o755); err != nil {
+		return fail(125, "working directory %s: %v", cwd, err)
+	}
+	if len(cfg.Args) == 0 {
+		return fail(125, "no command: the image has no CMD or ENTRYPOINT and none was given")
+	}
+	path, ferr := lookPath(cfg.Args[0], env)
+	if ferr != nil {
+		return ferr
+	}
+	var prog []unix.SockFilter
+	if cfg.Seccomp != nil {
+		raw, err := seccomp.Compile(cfg.Seccomp)
+		if err != nil {
+			return fail(125, "init: seccomp: %v", err)
+		}
+		prog = seccomp.Filter(raw)
+	}
+	// Without no_new_privs a non-root user could not load the filter after
+	// the switch: load it while still privileged.
+	if prog != nil && !cfg.NoNewPrivs {
+		if err := seccomp.LoadAllThreads(prog); err != nil {
+			return fail(125, "init: %v", err)
+		}
+	}
+	if err := dropBounding(cfg.Caps); err != nil {
+		return fail(125, "init: %v", err)
+	}
+	if err := switchUser(u); err != nil {
+		return fail(125, "init: user %q: %v", cfg.User, err)
+	}
+	if err := applyCaps(cfg.Caps); err != nil {
+		return fail(125, "init: %v", err)
+	}
+	if cfg.NoNewPrivs {
+		if err := allThreadsPrctl(unix.PR_SET_NO_NEW_PRIVS, 1); err != nil {
+			return fail(125, "init: no_new_privs: %v", err)
+		}
+	}
+	// Nothing but 0-2 and the close-on-exec sync socket reaches the command
+	// (CVE-2024-21626: no host directory fd may stay open for a cwd).
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fail(125, "init: close_range: %v", err)
+	}
+	if err := unix.Chdir(cwd); err != nil {
+		return fail(125, "working directory %s: %v", cwd, err)
+	}
+	if err := CheckCwdInsideRoot(); err != nil {
+		return fail(125, "working directory %s: %v", cwd, err)
+	}
+	if prog != nil && cfg.NoNewPrivs {
+		if err := seccomp.LoadAllThreads(prog); err != nil {
+			return fail(125, "init: %v", err)
+		}
+	}
+	if cfg.Init {
+		return reap(path, cfg.Args, env)
+	}
+	err = unix.Exec(path, cfg.Args, env)
+	return execFailure(cfg.Args[0], err)
+}
+
+// CheckCwdInsideRoot fails unless the kernel can name the cwd from the
+// process's root: a directory outside it reads "(unreachable)…".
+func CheckCwdInsideRoot() error {
+	wd, err := unix.Getwd()
+	if err != nil {
+		return fmt.Errorf("cannot be resolved inside the container: %w", err)
+	}
+	if !strings.HasPrefix(wd, "/") {
+		return fmt.Errorf("is outside the container root (%s); refusing to start", wd)
+	}
+	return nil
+}
+
+func execFailure(name string, err error) *Failure {
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return fail(127, "exec: %q: no such file or directory", name)
+	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM), errors.Is(err, unix.ENOEXEC):
+		return fail(126, "exec: %q: permission denied", name)
+	}
+	return fail(126, "exec: %q: %v", name, err)
+}
+
+// lookPath finds the command as execvp would, with the container's PATH.
+func lookPath(name string, env []string) (string, *Failure) {
+	if strings.Contains(name, "/") {
+		if err := executable(name); err != nil {
+			return "", execFailure(name, err)
+		}
+		return name, nil
+	}
+	pathVar := DefaultPath
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			pathVar = v
+		}
+	}
+	denied := false
+	for _, dir := range filepath.SplitList(pathVar) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, name)
+		err := executable(p)
+		if err == nil {
+			return p, nil
+		}
+		if errors.Is(err, unix.EACCES) {
+			denied = true
+		}
+	}
+	if denied {
+		return "", fail(126, "exec: %q: permission denied", name)
+	}
+	return "", fail(127, "exec: %q: executable file not found in $PATH", name)
+}
+
+func executable(p string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(p, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR || st.Mode&0o111 == 0 {
+		return unix.EACCES
+	}
+	return nil
+}
+
+func lookupUser(spec string, groupAdd []string) (User, error) {
+	open := func(p string) io.Reader {
+		f, err := os.Open(p)
+		if err != nil {
+			return nil
+		}
+		return f // closed with the process: init execs soon
+	}
+	return ResolveUser(spec, open("/etc/passwd"), open("/etc/group"), groupAdd)
+}
+
+// finalEnv adds PATH and HOME when missing, as Docker does.
+func finalEnv(env []string, u User) []string {
+	out := append([]string(nil), env...)
+	has := func(k string) bool {
+		for _, e := range out {
+			if strings.HasPrefix(e, k+"=") {
+				return true
+			}
+		}
+		return false
+	}
+	if !has("PATH") {
+		out = append(out, "PATH="+DefaultPath)
+	}
+	if !has("HOME") {
+		home := u.Home
+		if home == "" {
+			home = "/"
+		}
+		out = append(out, "HOME="+home)
+	}
+	return out
+}
+
+func switchUser(u User) error {
+	groups := make([]int, len(u.Groups))
+	for i, g := range u.Groups {
+		groups[i] = int(g)
+	}
+	if err := syscall.Setgroups(groups); err != nil {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if err := syscall.Setresgid(int(u.GID), int(u.GID), int(u.GID)); err != nil {
+		return fmt.Errorf("setgid %d: %w", u.GID, err)
+	}
+	if err := syscall.Setresuid(int(u.UID), int(u.UID), int(u.UID)); err != nil {
+		return fmt.Errorf("setuid %d: %w", u.UID, err)
+	}
+	return nil
+}
+
+// Capabilities are per thread; Go has many. Every change goes to all of
+// them, so no thread of a long-lived init (the reaper) keeps more.
+func allThreadsPrctl(option, arg uintptr) error {
+	if _, _, e := syscall.AllThreadsSyscall(unix.SYS_PRCTL, option, arg, 0); e != 0 {
+		return e
+	}
+	return nil
+}
+
+func dropBounding(s caps.Set) error {
+	last := caps.All()
+	for c := 0; c < 64; c++ {
+		if last&(1<<c) == 0 || s&(1<<c) != 0 {
+			continue
+		}
+		if err := allThreadsPrctl(unix.PR_CAPBSET_DROP, uintptr(c)); err != nil {
+			return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
+		}
+	}
+	return nil
+}
+
+func applyCaps(s caps.Set) error {
+	if _, _, e := syscall.AllThreadsSyscall6(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0, 0); e != 0 {
+		return fmt.Errorf("clear ambient capabilities: %w", e)
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var cur [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &cur[0]); err != nil {
+		return fmt.Errorf("capget: %w", err)
+	}
+	held := caps.Set(cur[0].Permitted) | caps.Set(cur[1].Permitted)<<32
+	want := s & held // setuid to non-root already emptied permitted
+	data := [2]unix.CapUserData{
+		{Effective: uint32(want), Permitted: uint32(want)},
+		{Effective: uint32(want >> 32), Permitted: uint32(want >> 32)},
+	}
+	hdr.Pid = 0
+	if _, _, e := syscall.AllThreadsSyscall(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); e != 0 {
+		return fmt.Errorf("capset: %w", e)
+	}
+	return nil
+}
+
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// reap is init: true. PID 1 stays this (sealed, non-dumpable) program:
+// it starts the command, forwards signals to it, reaps every orphan and
+// exits with the command's status, as tini does.
+func reap(path string, args, env []string) *Failure {
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fail(125, "init: %v", err)
+	}
+	sigs := make(chan os.Signal, 32)
+	signal.Notify(sigs)
+	pid, err := syscall.ForkExec(path, args, &syscall.ProcAttr{Env: env, Files: []uintptr{0, 1, 2}})
+	if err != nil {
+		return execFailure(args[0], err)
+	}
+	// The command runs: the shim sees EOF on the sync socket now.
+	unix.Close(SyncFD)
+	go func() {
+		for s := range sigs {
+			sig := s.(syscall.Signal)
+			if sig == syscall.SIGCHLD || sig == syscall.SIGURG {
+				continue
+			}
+			unix.Kill(pid, sig)
+		}
+	}()
+	for {
+		var ws unix.WaitStatus
+		got, err := unix.Wait4(-1, &ws, 0, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			os.Exit(125)
+		}
+		if got != pid {
+			continue
+		}
+		if ws.Signaled() {
+			os.Exit(128 + int(ws.Signal()))
+		}
+		os.Exit(ws.ExitStatus())
+	}
+}

@@ -1,0 +1,309 @@
+// Package shim is the per-container supervisor role (`berth _shim`): it
+// starts the container's init in new namespaces, owns its stdio and log,
+// records its pid and exit, and removes its cgroup when it ends. It is
+// spawned by runtime/linux from a sealed copy of the binary, in a new
+// session with stdio on /dev/null, so the container outlives the CLI.
+package shim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"berth.dev/berth/internal/state"
+	"berth.dev/berth/runtime"
+	"berth.dev/berth/runtime/linux"
+	"berth.dev/berth/runtime/linux/cgroups"
+	"berth.dev/berth/runtime/linux/initproc"
+	"berth.dev/berth/runtime/linux/logfile"
+)
+
+// Args is what the shim's command line says.
+type Args struct{ Root, ID string }
+
+// ParseArgs reads `_shim --root R --id ID`.
+func ParseArgs(args []string) (Args, error) {
+	fs := flag.NewFlagSet("_shim", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var a Args
+	fs.StringVar(&a.Root, "root", "", "")
+	fs.StringVar(&a.ID, "id", "", "")
+	if err := fs.Parse(args); err != nil {
+		return a, err
+	}
+	if a.Root == "" || state.ValidID(a.ID) != nil {
+		return a, errors.New("usage: berth _shim --root DIR --id ID (started by berth only)")
+	}
+	return a, nil
+}
+
+// Main supervises container id of rt and returns the shim's exit code.
+func Main(rt *linux.Runtime, root *state.Root, id string) (code int) {
+	report := os.NewFile(linux.ShimReportFD, "report")
+	defer func() {
+		if r := recover(); r != nil {
+			sendReport(report, linux.ShimReport{Code: 125, Msg: fmt.Sprintf("shim: internal error: %v", r)})
+			code = 1
+		}
+	}()
+	for _, fd := range []int{linux.ShimReportFD, linux.ShimExeFD} {
+		unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
+	}
+	// The sealed binary is not needed to start init (it is re-exec'd from
+	// this process's own image); drop the fd.
+	unix.Close(linux.ShimExeFD)
+	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE, syscall.SIGTTOU, syscall.SIGTTIN)
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		sendReport(report, linux.ShimReport{Code: 125, Msg: "shim: subreaper: " + err.Error()})
+		return 1
+	}
+	s := &shim{rt: rt, root: root, id: id}
+	if err := s.run(report); err != nil {
+		return 1
+	}
+	return 0
+}
+
+type shim struct {
+	rt   *linux.Runtime
+	root *state.Root
+	id   string
+	dir  string
+	cfg  linux.ShimConfig
+	cg   *cgroups.Cgroup
+}
+
+func sendReport(f *os.File, r linux.ShimReport) {
+	if f == nil {
+		return
+	}
+	b, _ := json.Marshal(r)
+	f.Write(b)
+	f.Close()
+}
+
+func (s *shim) run(report *os.File) error {
+	dir, err := s.root.ContainerDir(s.id)
+	if err != nil {
+		sendReport(report, linux.ShimReport{Code: 125, Msg: err.Error()})
+		return err
+	}
+	s.dir = dir
+	if err := state.ReadJSON(filepath.Join(dir, "config.json"), &s.cfg); err != nil {
+		sendReport(report, linux.ShimReport{Code: 125, Msg: "shim: " + err.Error()})
+		return err
+	}
+	started, err := s.start()
+	if err != nil {
+		var f *initproc.Failure
+		code := 125
+		if errors.As(err, &f) {
+			code = f.Code
+		}
+		msg := fmt.Sprintf("container %s: %v", s.cfg.Name, err)
+		s.record(linux.State{Status: "created", Error: msg}, &linux.Exit{Code: code, ExitedAt: time.Now().UTC(), Error: msg})
+		sendReport(report, linux.ShimReport{Code: code, Msg: msg})
+		return err
+	}
+	sendReport(report, linux.ShimReport{Pid: started.st.Init.Pid})
+	s.supervise(started)
+	return nil
+}
+
+type running struct {
+	cmd    *exec.Cmd
+	st     linux.State
+	copies sync.WaitGroup
+	pipes  []*os.File
+	log    *logfile.Writer
+}
+
+// start creates the cgroup, starts init, puts it in the cgroup, says go,
+// and waits for exec (EOF on the sync socket) or init's failure.
+func (s *shim) start() (*running, error) {
+	cg, err := cgroups.Create(s.cfg.CgroupPath[0], s.cfg.CgroupPath[1], s.cfg.Resources)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup: %w", err)
+	}
+	s.cg = cg
+	ok := false
+	defer func() {
+		if !ok {
+			cg.Kill()
+			cg.Delete()
+		}
+	}()
+	run := &running{}
+	var out, errw *os.File
+	var logOff int64
+	if s.cfg.Log.Driver != "none" {
+		run.log, err = logfile.Open(filepath.Join(s.dir, "log", "json.log"))
+		if err != nil {
+			return nil, err
+		}
+		logOff = run.log.Size()
+		var outR, errR *os.File
+		if outR, out, err = os.Pipe(); err != nil {
+			return nil, err
+		}
+		if errR, errw, err = os.Pipe(); err != nil {
+			return nil, err
+		}
+		run.pipes = []*os.File{outR, errR}
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	syncP, syncC := os.NewFile(uintptr(fds[0]), "sync"), os.NewFile(uintptr(fds[1]), "sync-child")
+	defer syncP.Close()
+	specR, specW, err := os.Pipe()
+	if err != nil {
+		syncC.Close()
+		return nil, err
+	}
+	// Re-exec this (sealed) program as init: /proc/self/exe of the shim is
+	// the memfd it was started from, never the host's binary.
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/exe",
+		Args:       []string{"berth", "_init"},
+		Env:        []string{},
+		Stdout:     out,
+		Stderr:     errw,
+		ExtraFiles: []*os.File{syncC, specR},
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: s.cfg.Cloneflags,
+		},
+	}
+	fd, intoCgroup := cg.FD()
+	if intoCgroup {
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = fd
+	}
+	err = cmd.Start()
+	cg.Close()
+	syncC.Close()
+	specR.Close()
+	if out != nil {
+		out.Close()
+		errw.Close()
+	}
+	if err != nil {
+		specW.Close()
+		return nil, fmt.Errorf("start init: %w", err)
+	}
+	run.cmd = cmd
+	pid := cmd.Process.Pid
+	initProc, _ := linux.ProcOf(pid)
+	fail := func(e error) (*running, error) {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, e
+	}
+	err = json.NewEncoder(specW).Encode(s.cfg.Init)
+	specW.Close()
+	if err != nil {
+		return fail(fmt.Errorf("send the config to init: %w", err))
+	}
+	if !intoCgroup {
+		if err := cg.Add(pid); err != nil {
+			return fail(fmt.Errorf("cgroup: %w", err))
+		}
+	}
+	if _, err := syncP.Write([]byte{'g'}); err != nil {
+		return fail(fmt.Errorf("init exited before setup: %w", err))
+	}
+	buf := make([]byte, 64<<10)
+	n, _ := syncP.Read(buf)
+	if n > 0 {
+		var f initproc.Failure
+		if json.Unmarshal(buf[:n], &f) != nil || f.Code == 0 {
+			f = initproc.Failure{Code: 125, Msg: string(buf[:n])}
+		}
+		cmd.Wait()
+		return nil, &f
+	}
+	ok = true
+	if run.log != nil {
+		for i, stream := range []string{"stdout", "stderr"} {
+			p := run.pipes[i]
+			run.copies.Add(1)
+			go func() {
+				defer run.copies.Done()
+				run.log.Copy(stream, p)
+			}()
+		}
+	}
+	run.st = linux.State{Status: "running", Init: initProc, Shim: linux.SelfProc(), StartedAt: time.Now().UTC(), LogOffset: logOff}
+	if err := state.WriteJSON(filepath.Join(s.dir, "state.json"), run.st, 0o600); err != nil {
+		return fail(err)
+	}
+	return run, nil
+}
+
+// supervise waits for init, records the exit, removes the cgroup, and
+// removes the container when it was started with --rm.
+func (s *shim) supervise(run *running) {
+	werr := run.cmd.Wait()
+	done := make(chan struct{})
+	go func() { run.copies.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second): // something outside holds the pipes
+		for _, p := range run.pipes {
+			p.Close()
+		}
+		<-done
+	}
+	ex := &linux.Exit{ExitedAt: time.Now().UTC()}
+	var ee *exec.ExitError
+	if errors.As(werr, &ee) {
+		ws := ee.Sys().(syscall.WaitStatus)
+		switch {
+		case ws.Signaled():
+			ex.Signal = int(ws.Signal())
+			ex.Code = 128 + int(ws.Signal())
+		default:
+			ex.Code = ws.ExitStatus()
+		}
+	} else if werr != nil {
+		ex.Code, ex.Error = 255, werr.Error()
+	}
+	if oom, _ := s.cg.OOMKilled(); oom {
+		ex.OOMKilled = true
+	}
+	s.cg.Kill()
+	s.cg.Delete()
+	st := run.st
+	st.Status = "exited"
+	s.record(st, ex)
+	if run.log != nil {
+		run.log.Close()
+	}
+	if s.cfg.AutoRemove {
+		if c, err := s.rt.Find(s.id); err == nil {
+			c.Remove(context.Background(), runtime.RemoveOptions{})
+		}
+	}
+}
+
+// record writes exit.json, then state.json (readers check the exit is
+// newer than the start).
+func (s *shim) record(st linux.State, ex *linux.Exit) {
+	if ex != nil {
+		state.WriteJSON(filepath.Join(s.dir, "exit.json"), ex, 0o600)
+	}
+	state.WriteJSON(filepath.Join(s.dir, "state.json"), st, 0o600)
+}

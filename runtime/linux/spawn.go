@@ -1,0 +1,92 @@
+package linux
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+
+	"berth.dev/berth/internal/state"
+	"berth.dev/berth/runtime"
+	"berth.dev/berth/runtime/linux/exeseal"
+)
+
+const configFile = "config.json" // Start-written: the shim's ShimConfig
+
+// ShimReport is the one line a shim writes on its report pipe (fd 3).
+type ShimReport struct {
+	Pid  int    `json:"pid,omitempty"`
+	Code int    `json:"code,omitempty"` // non-zero: the start failed
+	Msg  string `json:"msg,omitempty"`
+}
+
+// The shim's fds: 3 report pipe, 4 the sealed binary.
+const (
+	ShimReportFD = 3
+	ShimExeFD    = 4
+)
+
+func (r *Runtime) socketPath(id string) string {
+	return filepath.Join(r.root.RunDir, "s", id[:12]+".sock")
+}
+
+// spawnShim writes config.json and starts `berth _shim` from a sealed copy
+// of the binary, in a new session with stdio on /dev/null; it returns when
+// the shim reports the command exec'd (or why not).
+func (r *Runtime) spawnShim(ctx context.Context, m *Meta) error {
+	mounts, err := r.snaps.Mounts(ctx, SnapshotKey(m.ID))
+	if err != nil {
+		return fmt.Errorf("start %s: snapshot: %w", m.Name, err)
+	}
+	cfg, err := r.buildShimConfig(m, mounts)
+	if err != nil {
+		return err
+	}
+	if err := state.WriteJSON(filepath.Join(r.dir(m.ID), configFile), cfg, 0o600); err != nil {
+		return fmt.Errorf("start %s: %w", m.Name, err)
+	}
+	bin := r.binary
+	if bin == "" {
+		bin = "/proc/self/exe"
+	}
+	exe, err := exeseal.CopyFile(bin)
+	if err != nil {
+		return fmt.Errorf("start %s: %w", m.Name, err)
+	}
+	defer exe.Close()
+	rd, wr, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("start %s: %w", m.Name, err)
+	}
+	defer rd.Close()
+	cmd := &exec.Cmd{
+		// In the child, fd 4 is the sealed copy (ExtraFiles[1]).
+		Path:        fmt.Sprintf("/proc/self/fd/%d", ShimExeFD),
+		Args:        []string{"berth", "_shim", "--root", r.root.Path, "--id", m.ID},
+		Env:         []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+		ExtraFiles:  []*os.File{wr, exe},
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+	}
+	err = cmd.Start()
+	wr.Close()
+	if err != nil {
+		return fmt.Errorf("start %s: spawn the shim: %w", m.Name, err)
+	}
+	go cmd.Wait() // reap it if it ends while we still run
+	b, err := io.ReadAll(io.LimitReader(rd, 1<<20))
+	if err != nil {
+		return fmt.Errorf("start %s: read the shim's report: %w", m.Name, err)
+	}
+	var rep ShimReport
+	if len(b) == 0 || json.Unmarshal(b, &rep) != nil {
+		return fmt.Errorf("start %s: the shim exited without a report (%q)", m.Name, b)
+	}
+	if rep.Code != 0 {
+		return &runtime.StartError{Code: rep.Code, Msg: rep.Msg}
+	}
+	return nil
+}

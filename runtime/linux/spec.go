@@ -1,0 +1,243 @@
+package linux
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"berth.dev/berth/image"
+	"berth.dev/berth/internal/errdefs"
+	"berth.dev/berth/internal/state"
+	"berth.dev/berth/runtime"
+	"berth.dev/berth/runtime/linux/caps"
+	"berth.dev/berth/runtime/linux/cgroups"
+	"berth.dev/berth/runtime/linux/initproc"
+	"berth.dev/berth/runtime/linux/rootfs"
+	"berth.dev/berth/runtime/linux/seccomp"
+)
+
+// Security are the knobs that change a container's default privileges
+// (SECURITY.md §2).
+type Security struct {
+	Privileged         bool
+	CapAdd, CapDrop    []string
+	SeccompUnconfined  bool
+	NoNewPrivsDisabled bool // security_opt no-new-privileges:false
+}
+
+// ApplySecurity fills s with berth's defaults as changed by sec: Docker's
+// 14 capabilities (all when privileged), its default seccomp profile
+// unless unconfined or privileged, no_new_privs on unless opted out.
+func ApplySecurity(s *specs.Spec, sec Security) error {
+	set, err := caps.Resolve(sec.CapAdd, sec.CapDrop, sec.Privileged)
+	if err != nil {
+		return err
+	}
+	names := set.Names()
+	s.Process.Capabilities = &specs.LinuxCapabilities{Bounding: names, Permitted: names, Effective: names}
+	s.Process.NoNewPrivileges = !sec.NoNewPrivsDisabled
+	if s.Linux == nil {
+		s.Linux = &specs.Linux{}
+	}
+	s.Linux.Seccomp = nil
+	if !sec.Privileged && !sec.SeccompUnconfined {
+		p, err := seccomp.Default(names)
+		if err != nil {
+			return fmt.Errorf("seccomp default profile: %w", err)
+		}
+		s.Linux.Seccomp = p
+	}
+	return nil
+}
+
+// ShimConfig is config.json: what the shim needs to start the container,
+// resolved by Start from the record and the image snapshot.
+type ShimConfig struct {
+	Name       string                `json:"name"`
+	Init       initproc.Config       `json:"init"`
+	Cloneflags uintptr               `json:"cloneflags"`
+	Resources  cgroups.Resources     `json:"resources"`
+	CgroupPath [2]string             `json:"cgroup"` // parent, id
+	AutoRemove bool                  `json:"auto_remove,omitempty"`
+	Log        runtime.LogConfig     `json:"log"`
+	Restart    runtime.RestartPolicy `json:"restart"`
+}
+
+// buildShimConfig turns a record into the shim's config.
+func (r *Runtime) buildShimConfig(m *Meta, mounts []image.Mount) (*ShimConfig, error) {
+	s := m.Spec
+	p := s.OCI.Process
+	dir := r.dir(m.ID)
+	ov, err := overlayOf(mounts)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", m.Name, err)
+	}
+	ov.ReadOnly = s.Rootfs.ReadOnly
+	rc := rootfs.Config{
+		Root:       filepath.Join(dir, "rootfs"),
+		Overlay:    ov,
+		ReadOnly:   s.Rootfs.ReadOnly,
+		Privileged: s.Privileged,
+		ShmSize:    s.ShmSize,
+	}
+	for _, f := range []string{"hostname", "hosts", "resolv.conf"} {
+		rc.Mounts = append(rc.Mounts, rootfs.Mount{Type: "bind", Source: filepath.Join(dir, f), Target: "/etc/" + f})
+	}
+	for _, om := range s.OCI.Mounts {
+		mt := rootfs.Mount{Type: om.Type, Source: om.Source, Target: om.Destination}
+		for _, o := range om.Options {
+			switch o {
+			case "ro":
+				mt.ReadOnly = true
+			case "rw", "bind", "rbind":
+			default:
+				mt.Options = append(mt.Options, o)
+			}
+		}
+		rc.Mounts = append(rc.Mounts, mt)
+	}
+	privateNet := s.NetNS == "" || s.NetNS == "private" || s.NetNS == "none"
+	if s.OCI.Linux != nil {
+		for k := range s.OCI.Linux.Sysctl {
+			if err := rootfs.CheckSysctl(k, privateNet); err != nil {
+				return nil, fmt.Errorf("container %s: sysctls: %w", m.Name, err)
+			}
+		}
+		rc.Sysctls = s.OCI.Linux.Sysctl
+	}
+	var set caps.Set
+	if p.Capabilities != nil {
+		for _, n := range p.Capabilities.Bounding {
+			c, err := caps.Parse(n)
+			if err != nil {
+				return nil, err
+			}
+			set |= 1 << c
+		}
+	}
+	ic := initproc.Config{
+		Rootfs:      rc,
+		Args:        p.Args,
+		Env:         p.Env,
+		Cwd:         p.Cwd,
+		User:        p.User.Username,
+		GroupAdd:    s.GroupAdd,
+		Hostname:    s.OCI.Hostname,
+		Domainname:  s.OCI.Domainname,
+		Caps:        set,
+		NoNewPrivs:  p.NoNewPrivileges,
+		OOMScoreAdj: p.OOMScoreAdj,
+		Init:        s.Init,
+		CgroupNS:    unifiedCgroups(),
+		Loopback:    privateNet,
+	}
+	if s.OCI.Linux != nil {
+		ic.Seccomp = s.OCI.Linux.Seccomp
+	}
+	for _, rl := range p.Rlimits {
+		ic.Rlimits = append(ic.Rlimits, initproc.Rlimit{Name: rl.Type, Soft: rl.Soft, Hard: rl.Hard})
+	}
+	flags := uintptr(cloneNS)
+	if privateNet {
+		flags |= cloneNet
+	}
+	return &ShimConfig{
+		Name:       m.Name,
+		Init:       ic,
+		Cloneflags: flags,
+		Resources:  resourcesOf(s),
+		CgroupPath: [2]string{r.cgParent, m.ID},
+		AutoRemove: s.AutoRemove,
+		Log:        s.Log,
+		Restart:    s.Restart,
+	}, nil
+}
+
+func overlayOf(mounts []image.Mount) (*rootfs.Overlay, error) {
+	if len(mounts) != 1 {
+		return nil, errdefs.Invalidf("snapshot has %d mounts, want 1", len(mounts))
+	}
+	mt := mounts[0]
+	switch mt.Type {
+	case "overlay":
+		return &rootfs.Overlay{Lower: mt.Lower, Upper: mt.Upper, Work: mt.Work}, nil
+	}
+	return nil, errdefs.Invalidf("the image has no layers: a container needs at least one")
+}
+
+func resourcesOf(s runtime.ContainerSpec) cgroups.Resources {
+	var res cgroups.Resources
+	if s.Privileged {
+		res.Devices = []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}
+	}
+	if s.OCI.Linux == nil || s.OCI.Linux.Resources == nil {
+		return res
+	}
+	lr := s.OCI.Linux.Resources
+	if m := lr.Memory; m != nil {
+		if m.Limit != nil {
+			res.Memory = *m.Limit
+		}
+		if m.Swap != nil {
+			res.MemorySwap = *m.Swap
+		}
+	}
+	if c := lr.CPU; c != nil {
+		if c.Quota != nil && c.Period != nil && *c.Period > 0 {
+			res.CPUs = float64(*c.Quota) / float64(*c.Period)
+		}
+		if c.Shares != nil {
+			res.CPUShares = *c.Shares
+		}
+		res.CpusetCpus, res.CpusetMems = c.Cpus, c.Mems
+	}
+	if lr.Pids != nil && lr.Pids.Limit != nil {
+		res.PidsLimit = *lr.Pids.Limit
+	}
+	if len(lr.Devices) > 0 && !s.Privileged {
+		res.Devices = append(cgroups.DefaultDevices(), lr.Devices...)
+	}
+	return res
+}
+
+// writeEtcFiles writes the hostname, hosts and resolv.conf that are
+// bind-mounted into the container.
+func writeEtcFiles(dir string, s runtime.ContainerSpec) error {
+	host := s.OCI.Hostname
+	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+	if host != "" {
+		hosts += "127.0.1.1\t" + host + "\n"
+	}
+	files := map[string]string{"hostname": host + "\n", "hosts": hosts, "resolv.conf": resolvConf()}
+	for name, content := range files {
+		if err := state.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			return fmt.Errorf("/etc/%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// resolvConf is the host's resolv.conf without loopback nameservers, which
+// mean nothing in the container's network namespace (as Docker filters).
+func resolvConf() string {
+	b, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		return ""
+	}
+	var out bytes.Buffer
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		line := sc.Text()
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "nameserver" && (strings.HasPrefix(f[1], "127.") || f[1] == "::1") {
+			continue
+		}
+		out.WriteString(line + "\n")
+	}
+	return out.String()
+}
