@@ -30,6 +30,7 @@ func TestMain(m *testing.M) {
 		if err := build.Run(); err != nil {
 			panic("building berth: " + err.Error())
 		}
+		os.Setenv("BERTH_BIN", berthBin) // testutil.NewRoot runs the same binary
 		code := m.Run()
 		os.RemoveAll(dir)
 		os.Exit(code)

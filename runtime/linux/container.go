@@ -19,8 +19,9 @@ import (
 
 // Container is one container of a Runtime.
 type Container struct {
-	r  *Runtime
-	id string
+	r    *Runtime
+	id   string
+	lock *ctrLock // held while this process creates or starts it
 }
 
 var _ runtime.Container = (*Container)(nil)
@@ -51,8 +52,10 @@ func (c *Container) writeMeta(m *Meta) error {
 	return nil
 }
 
-// MarkCreated ends a transient creation (see Runtime.Create).
+// MarkCreated ends a transient creation (see Runtime.Create) and lets go
+// of the container's lock.
 func (c *Container) MarkCreated() error {
+	defer func() { c.lock.unlock(); c.lock = nil }()
 	m, err := c.meta()
 	if err != nil {
 		return err
@@ -154,7 +157,18 @@ func (c *Container) Start(ctx context.Context) error {
 		cg.Delete()
 	}
 	os.Remove(filepath.Join(c.dir(), stopFile))
-	return c.r.spawnShim(ctx, m)
+	lock := c.lock
+	if lock == nil {
+		if lock, err = lockContainer(c.dir(), true); err != nil {
+			return err
+		}
+		defer lock.unlock()
+		// Someone else may have started it while we waited.
+		if info, err := c.Info(ctx); err == nil && info.Status == runtime.StatusRunning {
+			return nil
+		}
+	}
+	return c.r.spawnShim(ctx, m, lock.f)
 }
 
 // Stop sends the stop signal, waits up to timeout, then SIGKILL; it marks

@@ -19,6 +19,7 @@ import (
 
 	"berth.dev/berth/image"
 	"berth.dev/berth/internal/errdefs"
+	"berth.dev/berth/internal/failpoint"
 	"berth.dev/berth/internal/state"
 	"berth.dev/berth/runtime"
 	"berth.dev/berth/runtime/linux/cgroups"
@@ -62,11 +63,11 @@ type Meta struct {
 	Name    string                `json:"name"`
 	Created time.Time             `json:"created"`
 	Spec    runtime.ContainerSpec `json:"spec"`
-	// Creating is set until Create finished, or (Transient) until the
-	// creator has started it: a record whose creator died while it was set
-	// is swept by the next command (run -d killed midway leaves nothing).
+	// Creating is set until Create finished, or (transient) until the
+	// creator has started it: a record still marked whose lock is free was
+	// abandoned, and the next command sweeps it (run -d killed midway
+	// leaves nothing).
 	Creating bool `json:"creating,omitempty"`
-	Creator  Proc `json:"creator"`
 }
 
 // Exit is exit.json.
@@ -134,7 +135,7 @@ func (r *Runtime) create(ctx context.Context, s runtime.ContainerSpec, transient
 	if s.OCI.Hostname == "" {
 		s.OCI.Hostname = id[:12]
 	}
-	m := &Meta{ID: id, Name: s.Name, Created: time.Now().UTC(), Spec: s, Creating: true, Creator: SelfProc()}
+	m := &Meta{ID: id, Name: s.Name, Created: time.Now().UTC(), Spec: s, Creating: true}
 	stage, err := os.MkdirTemp(r.root.TmpDir(), "create-")
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", s.Name, err)
@@ -145,26 +146,39 @@ func (r *Runtime) create(ctx context.Context, s runtime.ContainerSpec, transient
 			return nil, fmt.Errorf("create container %s: %w", s.Name, err)
 		}
 	}
+	lock, err := lockContainer(stage, true)
+	if err != nil {
+		os.RemoveAll(stage)
+		return nil, fmt.Errorf("create container %s: %w", s.Name, err)
+	}
 	if err := state.WriteJSON(filepath.Join(stage, metaFile), m, 0o600); err != nil {
+		lock.unlock()
 		os.RemoveAll(stage)
 		return nil, fmt.Errorf("create container %s: %w", s.Name, err)
 	}
 	os.Chmod(stage, 0o700)
+	failpoint.Hit("create-staged")
 	if err := os.Rename(stage, r.dir(id)); err != nil {
+		lock.unlock()
 		os.RemoveAll(stage)
 		return nil, fmt.Errorf("create container %s: %w", s.Name, err)
 	}
-	c := &Container{r: r, id: id}
+	c := &Container{r: r, id: id, lock: lock}
 	undo := func(err error) (runtime.Container, error) {
 		c.destroy(context.WithoutCancel(ctx), m)
+		lock.unlock()
+		c.lock = nil
 		return nil, err
 	}
+	failpoint.Hit("create-dir")
 	if err := r.root.ReserveName(s.Name, id); err != nil {
 		return undo(fmt.Errorf("create container: %w", err))
 	}
+	failpoint.Hit("create-named")
 	if _, err := r.snaps.Prepare(ctx, SnapshotKey(id), s.Rootfs.ChainID); err != nil {
 		return undo(fmt.Errorf("create container %s: snapshot: %w", s.Name, err))
 	}
+	failpoint.Hit("create-snapshot")
 	if err := writeEtcFiles(c.dir(), s); err != nil {
 		return undo(fmt.Errorf("create container %s: %w", s.Name, err))
 	}
@@ -173,6 +187,8 @@ func (r *Runtime) create(ctx context.Context, s runtime.ContainerSpec, transient
 		if err := c.writeMeta(m); err != nil {
 			return undo(err)
 		}
+		lock.unlock()
+		c.lock = nil
 	}
 	return c, nil
 }
@@ -276,23 +292,30 @@ func matches(labels, want map[string]string) bool {
 }
 
 // sweep removes what a killed berth left half-made: records still marked
-// Creating whose creator is gone and that never started, and names that
+// Creating whose lock nobody holds and that never started, and names that
 // point to no container.
 func (r *Runtime) sweep(ctx context.Context) {
 	ids, _ := r.ids()
 	for _, id := range ids {
 		c := &Container{r: r, id: id}
 		m, err := c.meta()
-		if err != nil || !m.Creating || m.Creator.Alive() {
+		if err != nil || !m.Creating {
 			continue
 		}
-		st, _ := c.state()
-		if st != nil && st.Status == "running" && st.Init.Alive() {
-			m.Creating = false // started, then its creator died: keep it
-			c.writeMeta(m)
-			continue
+		l, err := lockContainer(c.dir(), false)
+		if err != nil {
+			continue // its creator, or the shim starting it, is at work
 		}
-		c.destroy(ctx, m)
+		if m, err = c.meta(); err == nil && m.Creating {
+			st, _ := c.state()
+			if st != nil && st.Status == "running" && st.Init.Alive() {
+				m.Creating = false // started, then its creator died: keep it
+				c.writeMeta(m)
+			} else {
+				c.destroy(ctx, m)
+			}
+		}
+		l.unlock()
 	}
 	names, _ := os.ReadDir(filepath.Join(r.root.Path, "names"))
 	for _, n := range names {

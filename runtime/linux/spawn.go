@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"berth.dev/berth/internal/failpoint"
 	"berth.dev/berth/internal/state"
 	"berth.dev/berth/runtime"
 	"berth.dev/berth/runtime/linux/exeseal"
@@ -24,10 +25,12 @@ type ShimReport struct {
 	Msg  string `json:"msg,omitempty"`
 }
 
-// The shim's fds: 3 report pipe, 4 the sealed binary.
+// The shim's fds: 3 report pipe, 4 the sealed binary, 5 the container's
+// lock (held until the start is recorded).
 const (
 	ShimReportFD = 3
 	ShimExeFD    = 4
+	ShimLockFD   = 5
 )
 
 func (r *Runtime) socketPath(id string) string {
@@ -37,7 +40,7 @@ func (r *Runtime) socketPath(id string) string {
 // spawnShim writes config.json and starts `berth _shim` from a sealed copy
 // of the binary, in a new session with stdio on /dev/null; it returns when
 // the shim reports the command exec'd (or why not).
-func (r *Runtime) spawnShim(ctx context.Context, m *Meta) error {
+func (r *Runtime) spawnShim(ctx context.Context, m *Meta, lock *os.File) error {
 	mounts, err := r.snaps.Mounts(ctx, SnapshotKey(m.ID))
 	if err != nil {
 		return fmt.Errorf("start %s: snapshot: %w", m.Name, err)
@@ -68,7 +71,7 @@ func (r *Runtime) spawnShim(ctx context.Context, m *Meta) error {
 		Path:        fmt.Sprintf("/proc/self/fd/%d", ShimExeFD),
 		Args:        []string{"berth", "_shim", "--root", r.root.Path, "--id", m.ID},
 		Env:         []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-		ExtraFiles:  []*os.File{wr, exe},
+		ExtraFiles:  []*os.File{wr, exe, lock},
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}
 	err = cmd.Start()
@@ -77,6 +80,7 @@ func (r *Runtime) spawnShim(ctx context.Context, m *Meta) error {
 		return fmt.Errorf("start %s: spawn the shim: %w", m.Name, err)
 	}
 	go cmd.Wait() // reap it if it ends while we still run
+	failpoint.Hit("start-spawned")
 	b, err := io.ReadAll(io.LimitReader(rd, 1<<20))
 	if err != nil {
 		return fmt.Errorf("start %s: read the shim's report: %w", m.Name, err)

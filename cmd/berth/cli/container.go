@@ -22,6 +22,7 @@ import (
 	"berth.dev/berth/cmd/berth/display"
 	"berth.dev/berth/image/local"
 	"berth.dev/berth/internal/errdefs"
+	"berth.dev/berth/internal/failpoint"
 	"berth.dev/berth/internal/state"
 	"berth.dev/berth/runtime"
 	"berth.dev/berth/runtime/linux"
@@ -234,6 +235,7 @@ func (g *globals) runContainer(ctx context.Context, o *createOpts, ref string, c
 		return nil
 	}
 	serr := c.Start(ctx)
+	failpoint.Hit("run-started")
 	if serr == nil || !o.rm {
 		lc.MarkCreated()
 	}

@@ -26,13 +26,15 @@ var DefaultReadonly = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"
 
 // Config describes a container root filesystem to set up.
 type Config struct {
-	Root       string   // the container's rootfs directory
-	Overlay    *Overlay // mounted at Root once / is rslave; nil if Root is mounted already
-	ReadOnly   bool     // read_only: true
-	Privileged bool     // no masks, no read-only paths
-	ShmSize    int64    // bytes of /dev/shm; 0 means 64 MiB
-	Masked     []string // nil means DefaultMasked
-	Readonly   []string // nil means DefaultReadonly
+	Root       string            // the container's rootfs directory
+	Overlay    *Overlay          // mounted at Root once / is rslave; nil if Root is mounted already
+	ReadOnly   bool              // read_only: true
+	Privileged bool              // no masks, no read-only paths
+	ShmSize    int64             // bytes of /dev/shm; 0 means 64 MiB
+	Masked     []string          // nil means DefaultMasked
+	Readonly   []string          // nil means DefaultReadonly
+	Mounts     []Mount           // applied after /proc,/dev,/sys and before pivot_root, in order
+	Sysctls    map[string]string // written after pivot_root, before the read-only paths
 }
 
 type devNode struct {
@@ -45,9 +47,10 @@ var devNodes = []devNode{{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"rando
 
 // Setup turns cfg.Root into the process's root: / becomes rslave, /proc
 // (which must be a real directory) gets a fresh procfs, /dev a new tmpfs
-// with the minimal nodes, devpts, shm and mqueue, /sys a read-only sysfs;
-// then pivot_root into cfg.Root and detach the old root, then mask and
-// make read-only what Docker does. Every pre-pivot target is opened inside
+// with the minimal nodes, devpts, shm and mqueue, /sys a read-only sysfs,
+// then cfg.Mounts in order; then pivot_root into cfg.Root and detach the
+// old root, then mask, write cfg.Sysctls and make read-only what Docker
+// does. Every pre-pivot target is opened inside
 // the root (openat2 RESOLVE_IN_ROOT) and mounted through its fd, so an
 // image symlink cannot redirect a mount to the host.
 //
@@ -78,6 +81,9 @@ func Setup(cfg Config) error {
 	if err := mountSys(root); err != nil {
 		return err
 	}
+	if err := applyMounts(root, cfg.Mounts); err != nil {
+		return err
+	}
 	if err := pivot(cfg.Root); err != nil {
 		return err
 	}
@@ -91,6 +97,11 @@ func Setup(cfg Config) error {
 				return err
 			}
 		}
+	}
+	if err := writeSysctls(cfg.Sysctls); err != nil {
+		return err
+	}
+	if !cfg.Privileged {
 		ro := cfg.Readonly
 		if ro == nil {
 			ro = DefaultReadonly

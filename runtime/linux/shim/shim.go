@@ -58,7 +58,7 @@ func Main(rt *linux.Runtime, root *state.Root, id string) (code int) {
 			code = 1
 		}
 	}()
-	for _, fd := range []int{linux.ShimReportFD, linux.ShimExeFD} {
+	for _, fd := range []int{linux.ShimReportFD, linux.ShimExeFD, linux.ShimLockFD} {
 		unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
 	}
 	// The sealed binary is not needed to start init (it is re-exec'd from
@@ -76,6 +76,8 @@ func Main(rt *linux.Runtime, root *state.Root, id string) (code int) {
 	return 0
 }
 
+var lockOnce sync.Once
+
 type shim struct {
 	rt   *linux.Runtime
 	root *state.Root
@@ -85,7 +87,10 @@ type shim struct {
 	cg   *cgroups.Cgroup
 }
 
+// sendReport answers the starter once the start is recorded, and lets go
+// of the container's lock it handed over.
 func sendReport(f *os.File, r linux.ShimReport) {
+	lockOnce.Do(func() { unix.Close(linux.ShimLockFD) })
 	if f == nil {
 		return
 	}

@@ -1,0 +1,114 @@
+package testutil
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// BerthBinary is the berth binary under test: $BERTH_BIN (make test sets
+// it), else one built once per test process.
+func BerthBinary(t testing.TB) string {
+	t.Helper()
+	if b := os.Getenv("BERTH_BIN"); b != "" {
+		return b
+	}
+	binOnce.Do(func() {
+		_, file, _, _ := runtime.Caller(0)
+		mod := filepath.Join(filepath.Dir(file), "..", "..")
+		dir, err := os.MkdirTemp("", "berth-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "berth")
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/berth")
+		cmd.Dir = mod
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			binErr = &buildError{string(out)}
+		}
+	})
+	if binErr != nil {
+		t.Fatalf("building berth: %v", binErr)
+	}
+	return binPath
+}
+
+type buildError struct{ out string }
+
+func (e *buildError) Error() string { return e.out }
+
+// Result is what one berth command did.
+type Result struct {
+	Stdout, Stderr string
+	Code           int
+	Took           time.Duration
+}
+
+// Root is a temp state root (short path, leak-checked) with the busybox
+// image imported, for tests that run containers through the binary.
+type Root struct {
+	t    testing.TB
+	Path string
+	Bin  string
+}
+
+// NewRoot makes a fresh root, registers the leak check for it, and imports
+// the busybox test image as busybox:latest (CMD sh).
+func NewRoot(t testing.TB) *Root {
+	t.Helper()
+	RequireRoot(t)
+	r := &Root{t: t, Path: TempRoot(t), Bin: BerthBinary(t)}
+	CheckLeaks(t, r.Path)
+	if res := r.Run("image", "import", BusyboxTar(t), "busybox:latest", "--change", `CMD ["sh"]`); res.Code != 0 {
+		t.Fatalf("import busybox: %s", res.Stderr)
+	}
+	return r
+}
+
+// Run runs berth with args against the root.
+func (r *Root) Run(args ...string) Result {
+	r.t.Helper()
+	return r.RunEnv(nil, args...)
+}
+
+// RunEnv is Run with extra environment.
+func (r *Root) RunEnv(env []string, args ...string) Result {
+	r.t.Helper()
+	cmd := exec.Command(r.Bin, args...)
+	cmd.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "BERTH_ROOT=" + r.Path}, env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	res := Result{Stdout: out.String(), Stderr: errb.String(), Took: time.Since(start)}
+	if ee, ok := err.(*exec.ExitError); ok {
+		res.Code = ee.ExitCode()
+	} else if err != nil {
+		r.t.Fatalf("running berth: %v", err)
+	}
+	return res
+}
+
+// Must runs berth and fails the test unless it exits 0.
+func (r *Root) Must(args ...string) string {
+	r.t.Helper()
+	res := r.Run(args...)
+	if res.Code != 0 {
+		r.t.Fatalf("berth %v: exit %d\nstdout: %s\nstderr: %s", args, res.Code, res.Stdout, res.Stderr)
+	}
+	return res.Stdout
+}
