@@ -184,7 +184,7 @@ func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
 	}
 	st, err := c.state()
 	if err != nil || st.Status != "running" || !st.Init.Alive() {
-		c.settle(ctx, st)
+		c.settle(ctx, st, 0)
 		return nil
 	}
 	sig := m.Spec.StopSignal
@@ -199,14 +199,14 @@ func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
 	}
 	if err := st.Init.Signal(sig); err == nil && timeout > 0 {
 		if st.Init.WaitGone(ctx, timeout) {
-			c.settle(ctx, st)
+			c.settle(ctx, st, 0) // how it ended is its own business
 			return nil
 		}
 	}
 	if err := c.killAll(st); err != nil {
 		return fmt.Errorf("stop %s: %w", m.Name, err)
 	}
-	c.settle(ctx, st)
+	c.settle(ctx, st, unix.SIGKILL)
 	return nil
 }
 
@@ -218,6 +218,7 @@ func (c *Container) killAll(st *State) error {
 	}
 	if cg, err := cgroups.Load(c.r.cgParent, c.id); err == nil {
 		cg.Kill()
+		cg.Close()
 	}
 	if !st.Init.WaitGone(context.Background(), 10*time.Second) {
 		return fmt.Errorf("process %d survived SIGKILL for 10 s", st.Init.Pid)
@@ -226,8 +227,9 @@ func (c *Container) killAll(st *State) error {
 }
 
 // settle waits for the shim to record the exit; when the shim is gone the
-// exit is lost and is recorded here, with the cgroup it left.
-func (c *Container) settle(ctx context.Context, st *State) {
+// exit is recorded here, with the cgroup it left: killed is the signal
+// this process ended it with (its code is then known), 0 when unknown.
+func (c *Container) settle(ctx context.Context, st *State, killed unix.Signal) {
 	if st == nil || st.Status != "running" {
 		return
 	}
@@ -239,6 +241,10 @@ func (c *Container) settle(ctx context.Context, st *State) {
 		return
 	}
 	ex := lostExit(st)
+	if killed != 0 {
+		ex.Code, ex.Signal = 128+int(killed), int(killed)
+		ex.Error = fmt.Sprintf("killed by %s; its shim (pid %d) had died before", unix.SignalName(killed), st.Shim.Pid)
+	}
 	state.WriteJSON(filepath.Join(c.dir(), exitFile), ex, 0o600)
 	st.Status = "exited"
 	state.WriteJSON(filepath.Join(c.dir(), stateFile), st, 0o600)
@@ -346,7 +352,7 @@ func (c *Container) Remove(ctx context.Context, o runtime.RemoveOptions) error {
 		if err := c.killAll(st); err != nil {
 			return fmt.Errorf("remove %s: %w", m.Name, err)
 		}
-		c.settle(ctx, st)
+		c.settle(ctx, st, unix.SIGKILL)
 	}
 	return c.destroy(ctx, m)
 }

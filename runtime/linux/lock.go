@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -61,5 +62,18 @@ func (l *ctrLock) unlock() {
 	if l != nil && l.f != nil {
 		l.f.Close()
 		l.f = nil
+	}
+}
+
+// lockContainerWithin waits up to d for the lock (a creator or a starting
+// shim holds it for milliseconds); errBusy after that.
+func lockContainerWithin(dir string, d time.Duration) (*ctrLock, error) {
+	deadline := time.Now().Add(d)
+	for {
+		l, err := lockContainer(dir, false)
+		if !errors.Is(err, errBusy) || time.Now().After(deadline) {
+			return l, err
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

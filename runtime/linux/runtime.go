@@ -302,9 +302,11 @@ func (r *Runtime) sweep(ctx context.Context) {
 		if err != nil || !m.Creating {
 			continue
 		}
-		l, err := lockContainer(c.dir(), false)
+		// Its creator, or the shim starting it, may be at work: wait for
+		// the outcome rather than report a state that is about to change.
+		l, err := lockContainerWithin(c.dir(), 10*time.Second)
 		if err != nil {
-			continue // its creator, or the shim starting it, is at work
+			continue
 		}
 		if m, err = c.meta(); err == nil && m.Creating {
 			st, _ := c.state()

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"berth.dev/berth/internal/failpoint"
 	"berth.dev/berth/internal/state"
 	"berth.dev/berth/runtime"
@@ -66,6 +68,11 @@ func (r *Runtime) spawnShim(ctx context.Context, m *Meta, lock *os.File) error {
 		return fmt.Errorf("start %s: %w", m.Name, err)
 	}
 	defer rd.Close()
+	// Only the fds named below may reach the shim: whatever this process
+	// inherited without close-on-exec (a test runner's, a shell's) must not.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fmt.Errorf("start %s: close_range: %w", m.Name, err)
+	}
 	cmd := &exec.Cmd{
 		// In the child, fd 4 is the sealed copy (ExtraFiles[1]).
 		Path:        fmt.Sprintf("/proc/self/fd/%d", ShimExeFD),

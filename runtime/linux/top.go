@@ -30,6 +30,7 @@ func (c *Container) Top(ctx context.Context) ([]Process, error) {
 	if err != nil {
 		return nil, errdefs.Conflictf("container %s is not running", m.Name)
 	}
+	defer cg.Close()
 	pids, err := cg.Pids()
 	if err != nil {
 		return nil, fmt.Errorf("top %s: %w", m.Name, err)
