@@ -26,12 +26,21 @@ testimage: _output/testimage/busybox.tar
 _output/testimage/busybox.tar: internal/testutil/cmd/mktestimage/*.go internal/testutil/busybox.go
 	$(GO) run ./internal/testutil/cmd/mktestimage -o $@
 
-# The container runtime and networking land in later issues; until then the
-# demo imports the test image and shows what berth makes of the example project.
+# Networking and the compose commands land in later issues; until then the
+# demo imports the test image, runs a container with berth's own runtime and
+# shows what berth makes of the example project.
 demo: prereqs build testimage
 	@echo "== importing the busybox test image"
 	$(BIN) image import _output/testimage/busybox.tar busybox:latest --change 'CMD ["sh"]'
 	$(BIN) image ls
+	@echo "== a container: its own PID namespace, hostname, Docker's capabilities, seccomp"
+	$(BIN) container run --rm busybox sh -c 'echo "pid $$$$ on $$(hostname)"; grep -E "CapEff|NoNewPrivs|Seccomp:" /proc/self/status'
+	@echo "== a detached one, listed, stopped and removed"
+	@$(BIN) container rm -f demo-sleeper >/dev/null 2>&1 || true
+	$(BIN) container run -d --name demo-sleeper busybox sleep 300
+	$(BIN) container ls
+	$(BIN) container stop -t 1 demo-sleeper
+	$(BIN) container rm demo-sleeper
 	@echo "== berth $$($(BIN) version --short): the example project examples/hello"
 	$(BIN) -f examples/hello/compose.yaml config
 	@echo "== services in start order"
@@ -41,7 +50,7 @@ demo: prereqs build testimage
 	@echo "== a fig 1.0 file, converted"
 	$(BIN) -f examples/fig-legacy/fig.yml config --services
 	@echo
-	@echo "berth cannot start containers yet (container runtime: next issues); 'berth config' shows the model 'up' will converge to."
+	@echo "'berth up' comes with the reconciler issue; 'berth config' shows the model it will converge to."
 
 # make test = vet + gofmt, unit tests with -race, then root and e2e tiers.
 test: test-vet test-unit test-root test-e2e
@@ -54,10 +63,11 @@ test-vet:
 test-unit:
 	$(GO) test -race -short -count=1 ./...
 
-# Root integration tests (namespaces, mounts, locks across processes); they
-# fail instead of skipping when CI=true and not root.
-test-root:
-	$(GO) test -count=1 ./internal/... ./image/... ./runtime/...
+# Root integration tests (namespaces, mounts, cgroups, containers through the
+# binary, locks across processes); they fail instead of skipping when CI=true
+# and not root.
+test-root: build
+	BERTH_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 ./internal/... ./image/... ./runtime/...
 
 test-e2e: build
 	BERTH_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 ./examples/...

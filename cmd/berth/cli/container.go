@@ -101,18 +101,12 @@ type imageConfig = ocispec.ImageConfig
 // imageName is a reference of the image id, or its short ID.
 func imageName(store *local.Store, id digest.Digest) string {
 	if img, err := store.Get(context.Background(), id.String()); err == nil && len(img.Refs) > 0 {
-		return familiarRef(img.Refs[0])
+		return local.FamiliarRef(img.Refs[0])
 	}
 	if len(id.Encoded()) >= 12 {
 		return id.Encoded()[:12]
 	}
 	return id.String()
-}
-
-// familiarRef shortens docker.io/library/busybox:latest to busybox:latest.
-func familiarRef(ref string) string {
-	ref = strings.TrimPrefix(ref, "docker.io/")
-	return strings.TrimPrefix(ref, "library/")
 }
 
 // createOpts are the flags of run and create.

@@ -15,16 +15,13 @@ import (
 	"berth.dev/berth/image"
 	"berth.dev/berth/image/local"
 	"berth.dev/berth/internal/errdefs"
-	"berth.dev/berth/internal/state"
 )
 
-// openImages opens the state root and its image store.
+// openImages opens the state root and its image store, which refuses to
+// remove images that containers use.
 func (g *globals) openImages() (*local.Store, error) {
-	root, err := state.Open(g.stateRoot())
-	if err != nil {
-		return nil, err
-	}
-	return local.Open(root)
+	_, s, err := g.openRuntime()
+	return s, err
 }
 
 func newImageCmd(g *globals) *cobra.Command {
