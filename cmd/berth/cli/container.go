@@ -98,6 +98,8 @@ func newContainerCmd(g *globals) *cobra.Command {
 
 type imageConfig = ocispec.ImageConfig
 
+type specT = runtime.ContainerSpec
+
 // imageName is a reference of the image id, or its short ID.
 func imageName(store *local.Store, id digest.Digest) string {
 	if img, err := store.Get(context.Background(), id.String()); err == nil && len(img.Refs) > 0 {
@@ -444,14 +446,14 @@ func (o *createOpts) spec(g *globals, ic imageConfig, cmdArgs []string) (runtime
 	default:
 		return s, nil, errUsage("--network %q: this runtime has none, host and the default private loopback namespace; bridge networks come with the networking issue", o.network)
 	}
-	sig := ic.StopSignal
+	sig, from := ic.StopSignal, "the image's STOPSIGNAL"
 	if o.stopSignal != "" {
-		sig = o.stopSignal
+		sig, from = o.stopSignal, "--stop-signal"
 	}
 	if sig != "" {
 		n, err := parseSignal(sig)
 		if err != nil {
-			return s, nil, usageError{err}
+			return s, nil, usageError{fmt.Errorf("%s: %w", from, err)}
 		}
 		s.StopSignal = n
 	}
