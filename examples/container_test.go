@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"berth.dev/berth/internal/testutil"
 	"berth.dev/berth/runtime/linux/cgroups"
 )
@@ -387,4 +389,100 @@ func containerSnapshots(t *testing.T, root string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// TestContainerLifecycleCommandsMustBehaveLikeDocker: names are unique,
+// rename moves the name, ps filters, wait prints the code, inspect
+// formats, rm refuses a running container without -f, and -d --rm removes
+// the container once it exits.
+func TestContainerLifecycleCommandsMustBehaveLikeDocker(t *testing.T) {
+	r := testutil.NewRoot(t)
+	id := strings.TrimSpace(r.Must("container", "create", "--name", "one", "-l", "tier=db", "busybox", "sh", "-c", "exit 7"))
+	if res := r.Run("container", "create", "--name", "one", "busybox", "true"); res.Code == 0 || !strings.Contains(res.Stderr, `"one" is already in use`) {
+		t.Errorf("a taken name: exit %d %s", res.Code, res.Stderr)
+	}
+	if got := r.Must("container", "ls", "-a", "--filter", "status=created", "-q"); got != id[:12]+"\n" {
+		t.Errorf("status=created: %q", got)
+	}
+	r.Must("container", "rename", "one", "two")
+	if res := r.Run("container", "inspect", "one"); res.Code == 0 {
+		t.Error("the old name still resolves")
+	}
+	r.Must("container", "start", "two")
+	if got := strings.TrimSpace(r.Must("container", "wait", "two")); got != "7" {
+		t.Errorf("wait printed %q, want 7", got)
+	}
+	for filter, want := range map[string]string{"label=tier=db": id[:12] + "\n", "label=tier=web": "", "name=tw": id[:12] + "\n",
+		"status=exited": id[:12] + "\n", "status=running": ""} {
+		if got := r.Must("container", "ls", "-a", "-q", "--filter", filter); got != want {
+			t.Errorf("--filter %s: %q, want %q", filter, got, want)
+		}
+	}
+	if got := strings.TrimSpace(r.Must("container", "inspect", "-f", "{{.Name}} {{.State.Status}} {{.State.ExitCode}} {{index .Config.Labels \"tier\"}}", id[:5])); got != "/two exited 7 db" {
+		t.Errorf("inspect by ID prefix: %q", got)
+	}
+	// --init: PID 1 of a namespace gets no signal it has no handler for, so
+	// a bare sleep would ignore USR1 (as under Docker); the reaper forwards it.
+	r.Must("container", "run", "-d", "--init", "--name", "busy", "busybox", "sleep", "1000")
+	if res := r.Run("container", "rm", "busy"); res.Code == 0 || !strings.Contains(res.Stderr, "is running") {
+		t.Errorf("rm of a running container: exit %d %s", res.Code, res.Stderr)
+	}
+	if got := r.Must("container", "top", "busy"); !strings.Contains(got, "sleep 1000") {
+		t.Errorf("top: %s", got)
+	}
+	if res := r.Run("container", "kill", "-s", "USR1", "busy"); res.Code != 0 {
+		t.Errorf("kill -s USR1: %s", res.Stderr)
+	}
+	if got := strings.TrimSpace(r.Must("container", "wait", "busy")); got != "138" {
+		t.Errorf("sleep killed by USR1: wait printed %q, want 138", got)
+	}
+	r.Must("container", "rm", "busy", "two")
+	r.Must("container", "run", "-d", "--rm", "--name", "gone", "busybox", "sleep", "0.2")
+	testutil.Eventually(t, func() bool { return r.Must("container", "ls", "-a", "-q") == "" }, 10*time.Second, "-d --rm to remove the container")
+	if res := r.Run("container", "rm", "nosuch"); res.Code != 1 || !strings.Contains(res.Stderr, "no such container: nosuch") {
+		t.Errorf("rm of a missing container: exit %d %s", res.Code, res.Stderr)
+	}
+}
+
+// TestContainerOptionsMustReachTheProcess: env, workdir, hostname, user and
+// groups, read-only root with a tmpfs, ulimits (clamped with a warning),
+// sysctls, shm size and oom_score_adj arrive inside.
+func TestContainerOptionsMustReachTheProcess(t *testing.T) {
+	r := testutil.NewRoot(t)
+	var hard unix.Rlimit
+	unix.Getrlimit(unix.RLIMIT_NOFILE, &hard)
+	res := r.Run("container", "run", "--rm", "-e", "GREETING=hi", "-w", "/work/dir", "--hostname", "box", "--domainname", "example.org",
+		"-u", "nobody", "--group-add", "root", "--read-only", "--tmpfs", "/scratch:size=1m,mode=1777", "--ulimit", "nofile=1048576",
+		"--sysctl", "kernel.shmmax=123456789", "--shm-size", "8m", "--oom-score-adj", "500", "busybox", "sh", "-c",
+		`echo "env=$GREETING"; echo "pwd=$(pwd)"; echo "host=$(hostname)"; echo "dom=$(cat /proc/sys/kernel/domainname)"; echo "id=$(id)";
+if touch /x 2>/dev/null; then echo ro=no; else echo ro=yes; fi; touch /scratch/ok && echo tmpfs=ok; echo "nofile=$(ulimit -Hn)";
+echo "shmmax=$(cat /proc/sys/kernel/shmmax)"; echo "shm=$(df -k /dev/shm | tail -1 | awk '{print $2}')"; echo "oom=$(cat /proc/self/oom_score_adj)";
+echo "home=$HOME"; echo "path=$PATH"`)
+	if res.Code != 0 {
+		t.Fatalf("exit %d: %s", res.Code, res.Stderr)
+	}
+	if !strings.Contains(res.Stderr, "nofile") {
+		t.Errorf("no clamping warning: %q", res.Stderr)
+	}
+	want := map[string]string{"env": "hi", "pwd": "/work/dir", "host": "box", "dom": "example.org",
+		"id": "uid=65534(nobody) gid=65534(nogroup) groups=0(root)", "ro": "yes", "tmpfs": "ok",
+		"nofile": strconv.FormatUint(hard.Max, 10), "shmmax": "123456789", "shm": "8192", "oom": "500", "home": "/nonexistent",
+		"path": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	got := map[string]string{}
+	for _, line := range strings.Split(res.Stdout, "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			got[k] = v
+		}
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	if res := r.Run("container", "run", "--rm", "-u", "nosuchuser", "busybox", "true"); res.Code != 125 || !strings.Contains(res.Stderr, "unable to find user nosuchuser") {
+		t.Errorf("unknown user: exit %d %s", res.Code, res.Stderr)
+	}
+	if res := r.Run("container", "run", "--rm", "--sysctl", "kernel.core_pattern=x", "busybox", "true"); res.Code == 0 || !strings.Contains(res.Stderr, "kernel.core_pattern") {
+		t.Errorf("a host-wide sysctl: exit %d %s", res.Code, res.Stderr)
+	}
 }

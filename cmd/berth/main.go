@@ -1,5 +1,12 @@
 // Command berth is a daemonless fig/compose-style composer with its own
 // container runtime.
+//
+// Go 1.25+ keeps cgroup CPU-limit files open to follow them (GOMAXPROCS):
+// a built-in init reaper would carry those host fds into the container, so
+// berth opts out; it sizes nothing by the CPU limit.
+//
+//go:debug containermaxprocs=0
+//go:debug updatemaxprocs=0
 package main
 
 import (

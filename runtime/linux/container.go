@@ -359,7 +359,9 @@ func (c *Container) Remove(ctx context.Context, o runtime.RemoveOptions) error {
 
 // destroy removes every trace of the container; each step is idempotent.
 func (c *Container) destroy(ctx context.Context, m *Meta) error {
-	if st, err := c.state(); err == nil && st.Shim.Alive() {
+	// The shim writes into the dir until it ends (unless it is the one
+	// removing the container: --rm).
+	if st, err := c.state(); err == nil && st.Shim.Pid != os.Getpid() && st.Shim.Alive() {
 		st.Shim.WaitGone(ctx, 10*time.Second)
 	}
 	var errs []error

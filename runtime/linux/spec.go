@@ -77,7 +77,6 @@ func (r *Runtime) buildShimConfig(m *Meta, mounts []image.Mount) (*ShimConfig, e
 	if err != nil {
 		return nil, fmt.Errorf("container %s: %w", m.Name, err)
 	}
-	ov.ReadOnly = s.Rootfs.ReadOnly
 	rc := rootfs.Config{
 		Root:       filepath.Join(dir, "rootfs"),
 		Overlay:    ov,

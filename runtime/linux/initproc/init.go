@@ -131,6 +131,8 @@ func start(cfg *Config) *Failure {
 			return fail(125, "init: bring up lo: %v", err)
 		}
 	}
+	readOnly := cfg.Rootfs.ReadOnly
+	cfg.Rootfs.ReadOnly = false // after the working directory exists
 	if err := rootfs.Setup(cfg.Rootfs); err != nil {
 		return fail(125, "%v", err)
 	}
@@ -156,6 +158,11 @@ func start(cfg *Config) *Failure {
 	}
 	if err := os.MkdirAll(cwd, 0o755); err != nil {
 		return fail(125, "working directory %s: %v", cwd, err)
+	}
+	if readOnly {
+		if err := rootfs.RemountRootReadOnly(); err != nil {
+			return fail(125, "%v", err)
+		}
 	}
 	if len(cfg.Args) == 0 {
 		return fail(125, "no command: the image has no CMD or ENTRYPOINT and none was given")
@@ -285,13 +292,20 @@ func executable(p string) error {
 }
 
 func lookupUser(spec string, groupAdd []string) (User, error) {
+	var files []*os.File
 	open := func(p string) io.Reader {
 		f, err := os.Open(p)
 		if err != nil {
 			return nil
 		}
-		return f // closed with the process: init execs soon
+		files = append(files, f)
+		return f
 	}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
 	return ResolveUser(spec, open("/etc/passwd"), open("/etc/group"), groupAdd)
 }
 

@@ -113,9 +113,16 @@ func Setup(cfg Config) error {
 		}
 	}
 	if cfg.ReadOnly {
-		if err := unix.Mount("", "/", "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
-			return fmt.Errorf("rootfs: make / read-only: %w", err)
-		}
+		return RemountRootReadOnly()
+	}
+	return nil
+}
+
+// RemountRootReadOnly makes the process's / read-only (read_only: true);
+// init calls it itself when it still has to create the working directory.
+func RemountRootReadOnly() error {
+	if err := unix.Mount("", "/", "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		return fmt.Errorf("rootfs: make / read-only: %w", err)
 	}
 	return nil
 }
