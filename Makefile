@@ -12,8 +12,13 @@ STATICCHECK_VERSION ?= v0.8.2
 
 all: build
 
+# One static binary: the CLI with the roles-only program (shim, init)
+# appended, which containers start from (runtime/linux/exeseal).
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/berth
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN).cli ./cmd/berth
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN).roles ./cmd/berth/roles/berth-roles
+	$(GO) run ./cmd/berth/roles/pack $(BIN).cli $(BIN).roles $(BIN)
+	@rm -f $(BIN).cli $(BIN).roles
 
 # Checks what a fresh Debian machine lacks and installs it (needs root and apt).
 prereqs:

@@ -14,7 +14,7 @@ import (
 	goruntime "runtime"
 
 	"berth.dev/berth/cmd/berth/cli"
-	"berth.dev/berth/runtime/linux/initproc"
+	"berth.dev/berth/cmd/berth/roles"
 )
 
 // The hidden roles drop privileges per thread and exec from the thread
@@ -22,13 +22,8 @@ import (
 func init() { goruntime.LockOSThread() }
 
 func main() {
-	if len(os.Args) > 1 {
-		switch os.Args[1] {
-		case "_init":
-			os.Exit(initproc.Main())
-		case "_shim":
-			os.Exit(cli.ShimMain(os.Args[2:]))
-		}
+	if code, ok := roles.Dispatch(os.Args[1:]); ok {
+		os.Exit(code)
 	}
 	os.Exit(cli.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }

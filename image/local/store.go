@@ -410,7 +410,7 @@ func (s *Store) Unpack(ctx context.Context, img image.Image) (string, error) {
 	parent := ""
 	for i, desc := range img.Manifest.Layers {
 		key := chain[i].String()
-		if _, err := s.snaps.Stat(ctx, key); err == nil {
+		if s.snaps.Exists(key) {
 			parent = key
 			continue
 		}

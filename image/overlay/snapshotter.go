@@ -238,7 +238,18 @@ func (s *Snapshotter) Remove(ctx context.Context, key string) error {
 	return os.RemoveAll(filepath.Join(s.dir, strconv.Itoa(id)))
 }
 
-// Stat describes a snapshot.
+// Exists reports whether key is a snapshot, without Stat's walk of its
+// files (Unpack asks once per layer at every container start).
+func (s *Snapshotter) Exists(key string) bool {
+	ix, err := s.load()
+	if err != nil {
+		return false
+	}
+	_, ok := ix.Snapshots[key]
+	return ok
+}
+
+// Stat describes a snapshot; Size walks its files.
 func (s *Snapshotter) Stat(ctx context.Context, key string) (image.SnapshotInfo, error) {
 	ix, err := s.load()
 	if err != nil {

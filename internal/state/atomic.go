@@ -20,6 +20,18 @@ const tmpPrefix = ".tmp-"
 // directory (O_EXCL, O_CLOEXEC), fsync, rename over path, fsync of the
 // directory. After a crash path holds the old or the new content, whole.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
+	return writeFile(path, data, perm, true)
+}
+
+// WriteFileVolatile is WriteFile without the fsyncs: readers still see the
+// old or the new content whole, but a power loss may keep the old one.
+// For runtime state that means nothing after a reboot (a container's
+// pids and last exit), written on every start and stop.
+func WriteFileVolatile(path string, data []byte, perm os.FileMode) error {
+	return writeFile(path, data, perm, false)
+}
+
+func writeFile(path string, data []byte, perm os.FileMode, durable bool) error {
 	dir, base := filepath.Split(path)
 	f, err := os.CreateTemp(dir, tmpPrefix+base+"-*")
 	if err != nil {
@@ -37,8 +49,10 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	if _, err := f.Write(data); err != nil {
 		return fail(err)
 	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
+	if durable {
+		if err := f.Sync(); err != nil {
+			return fail(err)
+		}
 	}
 	if err := f.Close(); err != nil {
 		os.Remove(tmp)
@@ -54,6 +68,9 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	}
 	if err := failpoint.Hit("state.write.after-rename"); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if !durable {
+		return nil
 	}
 	return SyncDir(dir)
 }
@@ -81,6 +98,15 @@ func WriteJSON(path string, v any, perm os.FileMode) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return WriteFile(path, append(b, '\n'), perm)
+}
+
+// WriteJSONVolatile is WriteJSON through WriteFileVolatile.
+func WriteJSONVolatile(path string, v any, perm os.FileMode) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return WriteFileVolatile(path, append(b, '\n'), perm)
 }
 
 // ReadJSON reads path into v; a missing file is errdefs.ErrNotFound.

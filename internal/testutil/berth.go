@@ -33,11 +33,18 @@ func BerthBinary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "berth")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/berth")
-		cmd.Dir = mod
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
+		// As make build: the CLI with the roles program appended.
+		for _, b := range [][2]string{{binPath + ".cli", "./cmd/berth"}, {binPath + ".roles", "./cmd/berth/roles/berth-roles"},
+			{binPath + ".pack", "./cmd/berth/roles/pack"}} {
+			cmd := exec.Command("go", "build", "-o", b[0], b[1])
+			cmd.Dir = mod
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				binErr = &buildError{string(out)}
+				return
+			}
+		}
+		if out, err := exec.Command(binPath+".pack", binPath+".cli", binPath+".roles", binPath).CombinedOutput(); err != nil {
 			binErr = &buildError{string(out)}
 		}
 	})

@@ -245,9 +245,9 @@ func (c *Container) settle(ctx context.Context, st *State, killed unix.Signal) {
 		ex.Code, ex.Signal = 128+int(killed), int(killed)
 		ex.Error = fmt.Sprintf("killed by %s; its shim (pid %d) had died before", unix.SignalName(killed), st.Shim.Pid)
 	}
-	state.WriteJSON(filepath.Join(c.dir(), exitFile), ex, 0o600)
+	state.WriteJSONVolatile(filepath.Join(c.dir(), exitFile), ex, 0o600)
 	st.Status = "exited"
-	state.WriteJSON(filepath.Join(c.dir(), stateFile), st, 0o600)
+	state.WriteJSONVolatile(filepath.Join(c.dir(), stateFile), st, 0o600)
 	if cg, err := cgroups.Load(c.r.cgParent, c.id); err == nil {
 		cg.Kill()
 		cg.Delete()

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"berth.dev/berth/image"
@@ -23,6 +24,7 @@ import (
 	"berth.dev/berth/internal/state"
 	"berth.dev/berth/runtime"
 	"berth.dev/berth/runtime/linux/cgroups"
+	"berth.dev/berth/runtime/linux/exeseal"
 )
 
 // Files of a container dir.
@@ -48,6 +50,52 @@ type Runtime struct {
 	snaps    image.Snapshotter
 	cgParent string
 	binary   string
+
+	mu     sync.Mutex
+	sealed chan sealedExe // Prewarm's copy in progress, for the next start
+}
+
+type sealedExe struct {
+	f   *os.File
+	err error
+}
+
+// Prewarm starts sealing the program containers start from (a few ms of
+// copying) in the background; the next Start takes it. A command about to
+// create and start a container calls it first, so the copy overlaps the
+// create.
+func (r *Runtime) Prewarm() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sealed != nil {
+		return
+	}
+	ch := make(chan sealedExe, 1)
+	r.sealed = ch
+	go func() {
+		f, err := exeseal.CopyFile(r.exePath())
+		ch <- sealedExe{f, err}
+	}()
+}
+
+func (r *Runtime) exePath() string {
+	if r.binary != "" {
+		return r.binary
+	}
+	return "/proc/self/exe"
+}
+
+// sealedCopy returns Prewarm's copy, or makes one.
+func (r *Runtime) sealedCopy() (*os.File, error) {
+	r.mu.Lock()
+	ch := r.sealed
+	r.sealed = nil
+	r.mu.Unlock()
+	if ch != nil {
+		s := <-ch
+		return s.f, s.err
+	}
+	return exeseal.CopyFile(r.exePath())
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -179,9 +227,6 @@ func (r *Runtime) create(ctx context.Context, s runtime.ContainerSpec, transient
 		return undo(fmt.Errorf("create container %s: snapshot: %w", s.Name, err))
 	}
 	failpoint.Hit("create-snapshot")
-	if err := writeEtcFiles(c.dir(), s); err != nil {
-		return undo(fmt.Errorf("create container %s: %w", s.Name, err))
-	}
 	if !transient {
 		m.Creating = false
 		if err := c.writeMeta(m); err != nil {

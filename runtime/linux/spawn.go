@@ -13,9 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"berth.dev/berth/internal/failpoint"
-	"berth.dev/berth/internal/state"
 	"berth.dev/berth/runtime"
-	"berth.dev/berth/runtime/linux/exeseal"
 )
 
 const configFile = "config.json" // Start-written: the shim's ShimConfig
@@ -51,14 +49,19 @@ func (r *Runtime) spawnShim(ctx context.Context, m *Meta, lock *os.File) error {
 	if err != nil {
 		return err
 	}
-	if err := state.WriteJSON(filepath.Join(r.dir(m.ID), configFile), cfg, 0o600); err != nil {
+	// config.json and the /etc files are made anew at every start and read
+	// only by this start: written whole, but not fsynced.
+	if err := writeEtcFiles(r.dir(m.ID), m.Spec); err != nil {
 		return fmt.Errorf("start %s: %w", m.Name, err)
 	}
-	bin := r.binary
-	if bin == "" {
-		bin = "/proc/self/exe"
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return fmt.Errorf("start %s: %w", m.Name, err)
 	}
-	exe, err := exeseal.CopyFile(bin)
+	if err := os.WriteFile(filepath.Join(r.dir(m.ID), configFile), b, 0o600); err != nil {
+		return fmt.Errorf("start %s: %w", m.Name, err)
+	}
+	exe, err := r.sealedCopy()
 	if err != nil {
 		return fmt.Errorf("start %s: %w", m.Name, err)
 	}
@@ -88,7 +91,7 @@ func (r *Runtime) spawnShim(ctx context.Context, m *Meta, lock *os.File) error {
 	}
 	go cmd.Wait() // reap it if it ends while we still run
 	failpoint.Hit("start-spawned")
-	b, err := io.ReadAll(io.LimitReader(rd, 1<<20))
+	b, err = io.ReadAll(io.LimitReader(rd, 1<<20))
 	if err != nil {
 		return fmt.Errorf("start %s: read the shim's report: %w", m.Name, err)
 	}

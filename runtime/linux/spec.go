@@ -12,7 +12,6 @@ import (
 
 	"berth.dev/berth/image"
 	"berth.dev/berth/internal/errdefs"
-	"berth.dev/berth/internal/state"
 	"berth.dev/berth/runtime"
 	"berth.dev/berth/runtime/linux/caps"
 	"berth.dev/berth/runtime/linux/cgroups"
@@ -132,11 +131,17 @@ func (r *Runtime) buildShimConfig(m *Meta, mounts []image.Mount) (*ShimConfig, e
 		NoNewPrivs:  p.NoNewPrivileges,
 		OOMScoreAdj: p.OOMScoreAdj,
 		Init:        s.Init,
-		CgroupNS:    unifiedCgroups(),
+		CgroupNS:    cgroups.UnifiedHost(),
 		Loopback:    privateNet,
 	}
-	if s.OCI.Linux != nil {
-		ic.Seccomp = s.OCI.Linux.Seccomp
+	if s.OCI.Linux != nil && s.OCI.Linux.Seccomp != nil {
+		// Compiled here, once per start: init gets a few KiB of BPF, not the
+		// profile (decoding and compiling it there cost milliseconds).
+		prog, err := seccomp.Compile(s.OCI.Linux.Seccomp)
+		if err != nil {
+			return nil, fmt.Errorf("container %s: seccomp: %w", m.Name, err)
+		}
+		ic.Seccomp = seccomp.Encode(prog)
 	}
 	for _, rl := range p.Rlimits {
 		ic.Rlimits = append(ic.Rlimits, initproc.Rlimit{Name: rl.Type, Soft: rl.Soft, Hard: rl.Hard})
@@ -214,7 +219,8 @@ func writeEtcFiles(dir string, s runtime.ContainerSpec) error {
 	}
 	files := map[string]string{"hostname": host + "\n", "hosts": hosts, "resolv.conf": resolvConf()}
 	for name, content := range files {
-		if err := state.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+		// In place (no rename): a live bind mount keeps following the inode.
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
 			return fmt.Errorf("/etc/%s: %w", name, err)
 		}
 	}

@@ -27,31 +27,12 @@ import (
 	"berth.dev/berth/runtime"
 	"berth.dev/berth/runtime/linux"
 	"berth.dev/berth/runtime/linux/initproc"
-	"berth.dev/berth/runtime/linux/shim"
 )
 
 // exitError carries a container's exit code out of run/start/wait.
 type exitError struct{ code int }
 
 func (e exitError) Error() string { return "" }
-
-// ShimMain is the `_shim` role: supervise one container.
-func ShimMain(args []string) int {
-	a, err := shim.ParseArgs(args)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "berth:", err)
-		return 2
-	}
-	root, err := state.Open(a.Root)
-	if err != nil {
-		return 1
-	}
-	store, err := local.Open(root)
-	if err != nil {
-		return 1
-	}
-	return shim.Main(linux.New(root, store.Snapshots(), linux.Options{}), root, a.ID)
-}
 
 // openRuntime opens the state root, the image store and the runtime.
 func (g *globals) openRuntime() (*linux.Runtime, *local.Store, error) {
@@ -196,6 +177,9 @@ func (g *globals) runContainer(ctx context.Context, o *createOpts, ref string, c
 	rt, store, err := g.openRuntime()
 	if err != nil {
 		return err
+	}
+	if run {
+		rt.Prewarm()
 	}
 	img, err := store.Get(ctx, ref)
 	if err != nil {

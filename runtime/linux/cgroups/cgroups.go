@@ -144,8 +144,13 @@ type Cgroup struct {
 // hostMode is cgroups.Mode, a variable for tests.
 var hostMode = cgroups.Mode
 
-// unifiedHost reports whether berth uses cgroup v2 on this host: only on a
+// UnifiedHost reports whether berth uses cgroup v2 on this host: only on a
 // pure v2 host; hybrid hosts use their v1 hierarchies.
+func UnifiedHost() bool {
+	u, err := unifiedHost()
+	return err == nil && u
+}
+
 func unifiedHost() (bool, error) {
 	switch hostMode() {
 	case cgroups.Unified:

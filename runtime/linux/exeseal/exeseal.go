@@ -21,7 +21,9 @@ const fSealExec = 0x0020
 // Seals every copy carries.
 const Seals = unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
 
-// Copy returns a sealed memfd holding a copy of /proc/self/exe, O_CLOEXEC.
+// Copy returns a sealed memfd holding the program the hidden roles run
+// from, O_CLOEXEC: the roles program appended to /proc/self/exe when
+// there is one (make build appends it: see Pack), else the whole binary.
 // Run it through Path; close it when the child has started.
 func Copy() (*os.File, error) { return CopyFile("/proc/self/exe") }
 
@@ -33,6 +35,10 @@ func CopyFile(path string) (*os.File, error) {
 		return nil, fmt.Errorf("exeseal: %w", err)
 	}
 	defer src.Close()
+	off, n, err := rolesSection(src)
+	if err != nil {
+		return nil, fmt.Errorf("exeseal: %s: %w", path, err)
+	}
 	fd, err := unix.MemfdCreate("berth", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING|unix.MFD_EXEC)
 	if errors.Is(err, unix.EINVAL) { // kernels before 6.3 know no MFD_EXEC
 		fd, err = unix.MemfdCreate("berth", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
@@ -41,7 +47,7 @@ func CopyFile(path string) (*os.File, error) {
 		return nil, fmt.Errorf("exeseal: memfd_create: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), "berth (sealed)")
-	if _, err := io.Copy(f, src); err != nil {
+	if err := copyRange(f, src, off, n); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("exeseal: copy binary: %w", err)
 	}
@@ -57,6 +63,28 @@ func CopyFile(path string) (*os.File, error) {
 		}
 	}
 	return f, nil
+}
+
+// copyRange copies n bytes at off of src into dst with sendfile, in the
+// kernel.
+func copyRange(dst, src *os.File, off, n int64) error {
+	if err := dst.Truncate(n); err != nil { // one allocation, not many
+		return err
+	}
+	for n > 0 {
+		w, err := unix.Sendfile(int(dst.Fd()), int(src.Fd()), &off, int(min(n, 1<<30)))
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if w == 0 {
+			return io.ErrUnexpectedEOF
+		}
+		n -= int64(w)
+	}
+	return nil
 }
 
 // Path is the name a child execs the copy by. The fd is O_CLOEXEC: the

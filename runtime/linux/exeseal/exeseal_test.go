@@ -49,3 +49,43 @@ func TestSeals(t *testing.T) {
 		t.Fatalf("running the sealed copy: %v", err)
 	}
 }
+
+// TestPackedRolesAreWhatIsSealed: for a packed binary Copy seals exactly
+// the appended roles program; for a plain one, the whole file.
+func TestPackedRolesAreWhatIsSealed(t *testing.T) {
+	dir := t.TempDir()
+	cli, roles, out := dir+"/cli", dir+"/roles", dir+"/packed"
+	os.WriteFile(cli, []byte("the CLI part"), 0o755)
+	os.WriteFile(roles, []byte("#!/bin/sh\nexit 7\n"), 0o755)
+	if err := Pack(cli, roles, out); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{out: "#!/bin/sh\nexit 7\n", cli: "the CLI part"} {
+		f, err := CopyFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := os.ReadFile(Path(f))
+		f.Close()
+		if string(got) != want {
+			t.Errorf("%s: sealed %q, want %q", path, got, want)
+		}
+	}
+	// The sealed roles program is what runs.
+	f, err := CopyFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command("/bin/sh", "/proc/self/fd/3") // a script: the shell reads it by path
+	cmd.ExtraFiles = []*os.File{f}
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 7 {
+		t.Fatalf("running the sealed roles: %v", err)
+	}
+	os.WriteFile(dir+"/bad", append([]byte("x"), []byte("ffffffffffffffff"+trailerMagic)...), 0o755)
+	if _, err := CopyFile(dir + "/bad"); err == nil {
+		t.Error("a damaged trailer was accepted")
+	}
+}

@@ -22,7 +22,6 @@ import (
 	"syscall"
 	"unsafe"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"berth.dev/berth/runtime/linux/caps"
@@ -53,7 +52,7 @@ type Config struct {
 	Domainname  string
 	Caps        caps.Set
 	NoNewPrivs  bool
-	Seccomp     *specs.LinuxSeccomp // nil: unconfined
+	Seccomp     []byte // the compiled filter (seccomp.Encode); nil: unconfined
 	Rlimits     []Rlimit
 	OOMScoreAdj *int
 	Init        bool // PID 1 is a built-in reaper; the command is its child
@@ -173,11 +172,10 @@ func start(cfg *Config) *Failure {
 	}
 	var prog []unix.SockFilter
 	if cfg.Seccomp != nil {
-		raw, err := seccomp.Compile(cfg.Seccomp)
-		if err != nil {
+		var err error
+		if prog, err = seccomp.Decode(cfg.Seccomp); err != nil {
 			return fail(125, "init: seccomp: %v", err)
 		}
-		prog = seccomp.Filter(raw)
 	}
 	// Without no_new_privs a non-root user could not load the filter after
 	// the switch: load it while still privileged.
@@ -186,17 +184,21 @@ func start(cfg *Config) *Failure {
 			return fail(125, "init: %v", err)
 		}
 	}
-	if err := dropBounding(cfg.Caps); err != nil {
+	// Credentials are per thread. When init execs the command, the other
+	// threads of this Go program vanish at execve and only this (locked)
+	// thread's count; the reaper lives on, so it changes every thread.
+	all := cfg.Init
+	if err := dropBounding(cfg.Caps, all); err != nil {
 		return fail(125, "init: %v", err)
 	}
 	if err := switchUser(u); err != nil {
 		return fail(125, "init: user %q: %v", cfg.User, err)
 	}
-	if err := applyCaps(cfg.Caps); err != nil {
+	if err := applyCaps(cfg.Caps, all); err != nil {
 		return fail(125, "init: %v", err)
 	}
 	if cfg.NoNewPrivs {
-		if err := allThreadsPrctl(unix.PR_SET_NO_NEW_PRIVS, 1); err != nil {
+		if err := prctl(all, unix.PR_SET_NO_NEW_PRIVS, 1); err != nil {
 			return fail(125, "init: no_new_privs: %v", err)
 		}
 	}
@@ -350,31 +352,35 @@ func switchUser(u User) error {
 	return nil
 }
 
-// Capabilities are per thread; Go has many. Every change goes to all of
-// them, so no thread of a long-lived init (the reaper) keeps more.
-func allThreadsPrctl(option, arg uintptr) error {
+// prctl runs on the calling thread, or on every thread of the process
+// when all (each all-threads call stops the world: one per capability is
+// measurable, so it is kept for the long-lived reaper).
+func prctl(all bool, option, arg uintptr) error {
+	if !all {
+		return unix.Prctl(int(option), arg, 0, 0, 0)
+	}
 	if _, _, e := syscall.AllThreadsSyscall(unix.SYS_PRCTL, option, arg, 0); e != 0 {
 		return e
 	}
 	return nil
 }
 
-func dropBounding(s caps.Set) error {
+func dropBounding(s caps.Set, all bool) error {
 	last := caps.All()
 	for c := 0; c < 64; c++ {
 		if last&(1<<c) == 0 || s&(1<<c) != 0 {
 			continue
 		}
-		if err := allThreadsPrctl(unix.PR_CAPBSET_DROP, uintptr(c)); err != nil {
+		if err := prctl(all, unix.PR_CAPBSET_DROP, uintptr(c)); err != nil {
 			return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
 		}
 	}
 	return nil
 }
 
-func applyCaps(s caps.Set) error {
-	if _, _, e := syscall.AllThreadsSyscall6(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0, 0); e != 0 {
-		return fmt.Errorf("clear ambient capabilities: %w", e)
+func applyCaps(s caps.Set, all bool) error {
+	if err := prctl(all, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL); err != nil {
+		return fmt.Errorf("clear ambient capabilities: %w", err)
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var cur [2]unix.CapUserData
@@ -388,6 +394,12 @@ func applyCaps(s caps.Set) error {
 		{Effective: uint32(want >> 32), Permitted: uint32(want >> 32)},
 	}
 	hdr.Pid = 0
+	if !all {
+		if err := unix.Capset(&hdr, &data[0]); err != nil {
+			return fmt.Errorf("capset: %w", err)
+		}
+		return nil
+	}
 	if _, _, e := syscall.AllThreadsSyscall(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); e != 0 {
 		return fmt.Errorf("capset: %w", e)
 	}

@@ -295,3 +295,28 @@ func LoadAllThreads(filter []unix.SockFilter) error {
 	}
 	return nil
 }
+
+// Encode packs a program as the kernel lays out struct sock_filter
+// (8 bytes per instruction, little-endian), to hand it to another process.
+func Encode(prog []bpf.RawInstruction) []byte {
+	out := make([]byte, 0, 8*len(prog))
+	for _, in := range prog {
+		out = append(out, byte(in.Op), byte(in.Op>>8), in.Jt, in.Jf,
+			byte(in.K), byte(in.K>>8), byte(in.K>>16), byte(in.K>>24))
+	}
+	return out
+}
+
+// Decode unpacks Encode's form into a filter for LoadAllThreads.
+func Decode(b []byte) ([]unix.SockFilter, error) {
+	if len(b) == 0 || len(b)%8 != 0 || len(b)/8 > 4096 {
+		return nil, errdefs.Invalidf("seccomp: a filter of %d bytes is not a BPF program", len(b))
+	}
+	out := make([]unix.SockFilter, len(b)/8)
+	for i := range out {
+		p := b[8*i:]
+		out[i] = unix.SockFilter{Code: uint16(p[0]) | uint16(p[1])<<8, Jt: p[2], Jf: p[3],
+			K: uint32(p[4]) | uint32(p[5])<<8 | uint32(p[6])<<16 | uint32(p[7])<<24}
+	}
+	return out, nil
+}

@@ -204,3 +204,29 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(m.Run())
 }
+
+// TestEncodeDecode: the packed program unpacks to Filter's form.
+func TestEncodeDecode(t *testing.T) {
+	prog, err := Compile(defaultProfile(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(Encode(prog))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Filter(prog)
+	if len(got) != len(want) {
+		t.Fatalf("%d instructions, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("instruction %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	for _, bad := range [][]byte{nil, make([]byte, 7), make([]byte, 8*4097)} {
+		if _, err := Decode(bad); err == nil {
+			t.Errorf("Decode of %d bytes accepted", len(bad))
+		}
+	}
+}

@@ -138,19 +138,44 @@ type running struct {
 // start creates the cgroup, starts init, puts it in the cgroup, says go,
 // and waits for exec (EOF on the sync socket) or init's failure.
 func (s *shim) start() (*running, error) {
-	cg, err := cgroups.Create(s.cfg.CgroupPath[0], s.cfg.CgroupPath[1], s.cfg.Resources)
-	if err != nil {
-		return nil, fmt.Errorf("cgroup: %w", err)
+	// On v1 the group is made while init starts up (it waits for "go"
+	// anyway); v2 clones init straight into it, so it comes first.
+	type made struct {
+		cg  *cgroups.Cgroup
+		err error
 	}
-	s.cg = cg
+	mk := make(chan made, 1)
+	go func() {
+		cg, err := cgroups.Create(s.cfg.CgroupPath[0], s.cfg.CgroupPath[1], s.cfg.Resources)
+		mk <- made{cg, err}
+	}()
+	var cg *cgroups.Cgroup
+	getCgroup := func() error {
+		if cg != nil {
+			return nil
+		}
+		m := <-mk
+		if m.err != nil {
+			return fmt.Errorf("cgroup: %w", m.err)
+		}
+		cg, s.cg = m.cg, m.cg
+		return nil
+	}
 	ok := false
 	defer func() {
-		if !ok {
+		if !ok && getCgroup() == nil {
 			cg.Kill()
 			cg.Delete()
 		}
 	}()
+	unified := cgroups.UnifiedHost()
+	if unified {
+		if err := getCgroup(); err != nil {
+			return nil, err
+		}
+	}
 	run := &running{}
+	var err error
 	var out, errw *os.File
 	var logOff int64
 	if s.cfg.Log.Driver != "none" {
@@ -192,13 +217,20 @@ func (s *shim) start() (*running, error) {
 			Cloneflags: s.cfg.Cloneflags,
 		},
 	}
-	fd, intoCgroup := cg.FD()
-	if intoCgroup {
+	intoCgroup := false
+	if unified {
+		fd, ok := cg.FD()
+		if !ok {
+			return nil, fmt.Errorf("cgroup %s: no fd to clone into", cg)
+		}
+		intoCgroup = true
 		cmd.SysProcAttr.UseCgroupFD = true
 		cmd.SysProcAttr.CgroupFD = fd
 	}
 	err = cmd.Start()
-	cg.Close()
+	if cg != nil {
+		cg.Close()
+	}
 	syncC.Close()
 	specR.Close()
 	if out != nil {
@@ -223,6 +255,9 @@ func (s *shim) start() (*running, error) {
 		return fail(fmt.Errorf("send the config to init: %w", err))
 	}
 	if !intoCgroup {
+		if err := getCgroup(); err != nil {
+			return fail(err)
+		}
 		if err := cg.Add(pid); err != nil {
 			return fail(fmt.Errorf("cgroup: %w", err))
 		}
@@ -252,7 +287,7 @@ func (s *shim) start() (*running, error) {
 		}
 	}
 	run.st = linux.State{Status: "running", Init: initProc, Shim: linux.SelfProc(), StartedAt: time.Now().UTC(), LogOffset: logOff}
-	if err := state.WriteJSON(filepath.Join(s.dir, "state.json"), run.st, 0o600); err != nil {
+	if err := state.WriteJSONVolatile(filepath.Join(s.dir, "state.json"), run.st, 0o600); err != nil {
 		return fail(err)
 	}
 	return run, nil
@@ -289,7 +324,9 @@ func (s *shim) supervise(run *running) {
 	if oom, _ := s.cg.OOMKilled(); oom {
 		ex.OOMKilled = true
 	}
-	s.cg.Kill()
+	if pids, err := s.cg.Pids(); err != nil || len(pids) > 0 {
+		s.cg.Kill() // the kernel ends a PID namespace with its init; stragglers
+	}
 	s.cg.Delete()
 	st := run.st
 	st.Status = "exited"
@@ -308,7 +345,7 @@ func (s *shim) supervise(run *running) {
 // newer than the start).
 func (s *shim) record(st linux.State, ex *linux.Exit) {
 	if ex != nil {
-		state.WriteJSON(filepath.Join(s.dir, "exit.json"), ex, 0o600)
+		state.WriteJSONVolatile(filepath.Join(s.dir, "exit.json"), ex, 0o600)
 	}
-	state.WriteJSON(filepath.Join(s.dir, "state.json"), st, 0o600)
+	state.WriteJSONVolatile(filepath.Join(s.dir, "state.json"), st, 0o600)
 }
