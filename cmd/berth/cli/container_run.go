@@ -1,0 +1,497 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	units "github.com/docker/go-units"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"berth.dev/berth/image/local"
+	"berth.dev/berth/internal/errdefs"
+	"berth.dev/berth/internal/failpoint"
+	"berth.dev/berth/runtime"
+	"berth.dev/berth/runtime/linux"
+	"berth.dev/berth/runtime/linux/initproc"
+)
+
+type imageConfig = ocispec.ImageConfig
+
+type specT = runtime.ContainerSpec
+
+// imageName is a reference of the image id, or its short ID.
+func imageName(store *local.Store, id digest.Digest) string {
+	if img, err := store.Get(context.Background(), id.String()); err == nil && len(img.Refs) > 0 {
+		return local.FamiliarRef(img.Refs[0])
+	}
+	if len(id.Encoded()) >= 12 {
+		return id.Encoded()[:12]
+	}
+	return id.String()
+}
+
+// createOpts are the flags of run and create.
+type createOpts struct {
+	detach, rm, readOnly, privileged, init, interactive, tty bool
+	name, workdir, user, hostname, domainname, entrypoint    string
+	restart, memory, memorySwap, shmSize, stopSignal         string
+	network, cpusetCpus, cpusetMems                          string
+	cpus                                                     float64
+	cpuShares, pidsLimit                                     int64
+	stopTimeout                                              int
+	oomScoreAdj                                              int
+	env, envFiles, labels, capAdd, capDrop, securityOpt      []string
+	ulimits, sysctls, tmpfs, groupAdd, volumes               []string
+	setOOM                                                   bool
+}
+
+func newRunCmd(g *globals, run bool) *cobra.Command {
+	o := &createOpts{}
+	use, short := "create [OPTIONS] IMAGE [COMMAND] [ARG...]", "Create a new container"
+	if run {
+		use, short = "run [OPTIONS] IMAGE [COMMAND] [ARG...]", "Create and run a new container from an image"
+	}
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.setOOM = cmd.Flags().Changed("oom-score-adj")
+			if o.stopTimeout < 0 && !cmd.Flags().Changed("stop-timeout") {
+				o.stopTimeout = -1
+			}
+			return g.runContainer(cmd.Context(), o, args[0], args[1:], run)
+		},
+	}
+	f := cmd.Flags()
+	f.SetInterspersed(false)
+	if run {
+		f.BoolVarP(&o.detach, "detach", "d", false, "Run container in background and print container ID")
+		f.BoolVar(&o.rm, "rm", false, "Automatically remove the container when it exits")
+	}
+	f.BoolVarP(&o.interactive, "interactive", "i", false, "Keep STDIN open (runtime part 2)")
+	f.BoolVarP(&o.tty, "tty", "t", false, "Allocate a pseudo-TTY (runtime part 2)")
+	f.StringVar(&o.name, "name", "", "Assign a name to the container")
+	f.StringArrayVarP(&o.env, "env", "e", nil, "Set environment variables")
+	f.StringArrayVar(&o.envFiles, "env-file", nil, "Read in a file of environment variables")
+	f.StringVarP(&o.workdir, "workdir", "w", "", "Working directory inside the container")
+	f.StringVarP(&o.user, "user", "u", "", "Username or UID (format: <name|uid>[:<group|gid>])")
+	f.StringVar(&o.hostname, "hostname", "", "Container host name (default: the short ID)")
+	f.StringVar(&o.domainname, "domainname", "", "Container NIS domain name")
+	f.StringVar(&o.entrypoint, "entrypoint", "", "Overwrite the default ENTRYPOINT of the image")
+	f.StringVar(&o.restart, "restart", "no", "Restart policy to apply when a container exits")
+	f.StringVarP(&o.memory, "memory", "m", "", "Memory limit")
+	f.StringVar(&o.memorySwap, "memory-swap", "", "Swap limit equal to memory plus swap: -1 for unlimited")
+	f.Float64Var(&o.cpus, "cpus", 0, "Number of CPUs")
+	f.Int64VarP(&o.cpuShares, "cpu-shares", "c", 0, "CPU shares (relative weight)")
+	f.StringVar(&o.cpusetCpus, "cpuset-cpus", "", "CPUs in which to allow execution (0-3, 0,1)")
+	f.StringVar(&o.cpusetMems, "cpuset-mems", "", "MEMs in which to allow execution (0-3, 0,1)")
+	f.Int64Var(&o.pidsLimit, "pids-limit", 0, "Tune container pids limit (-1 for unlimited)")
+	f.BoolVar(&o.readOnly, "read-only", false, "Mount the container's root filesystem as read only")
+	f.StringArrayVar(&o.capAdd, "cap-add", nil, "Add Linux capabilities")
+	f.StringArrayVar(&o.capDrop, "cap-drop", nil, "Drop Linux capabilities")
+	f.BoolVar(&o.privileged, "privileged", false, "Give extended privileges to this container")
+	f.BoolVar(&o.init, "init", false, "Run an init inside the container that forwards signals and reaps processes")
+	f.StringVar(&o.stopSignal, "stop-signal", "", "Signal to stop the container")
+	f.IntVar(&o.stopTimeout, "stop-timeout", -1, "Timeout (in seconds) to stop a container")
+	f.StringArrayVarP(&o.labels, "label", "l", nil, "Set meta data on a container")
+	f.StringArrayVar(&o.securityOpt, "security-opt", nil, "Security options (seccomp=unconfined, no-new-privileges:false)")
+	f.StringArrayVar(&o.ulimits, "ulimit", nil, "Ulimit options (nofile=1024:2048)")
+	f.StringArrayVar(&o.sysctls, "sysctl", nil, "Sysctl options (namespaced ones only)")
+	f.StringArrayVar(&o.tmpfs, "tmpfs", nil, "Mount a tmpfs directory (/run:size=64m,mode=1777)")
+	f.StringVar(&o.shmSize, "shm-size", "", "Size of /dev/shm")
+	f.IntVar(&o.oomScoreAdj, "oom-score-adj", 0, "Tune host's OOM preferences (-1000 to 1000)")
+	f.StringArrayVar(&o.groupAdd, "group-add", nil, "Add additional groups to join")
+	f.StringVar(&o.network, "network", "", "Network mode: none | host (default: a private network namespace with loopback only)")
+	f.StringArrayVarP(&o.volumes, "volume", "v", nil, "Bind mount a volume (HOST:CONTAINER[:ro])")
+	return cmd
+}
+
+// runContainer is run and create.
+func (g *globals) runContainer(ctx context.Context, o *createOpts, ref string, cmdArgs []string, run bool) error {
+	if o.interactive || o.tty {
+		return errUsage("-i and -t need the shim's attach channel, which lands with the runtime's part 2; run without them or with -d")
+	}
+	rt, store, err := g.openRuntime()
+	if err != nil {
+		return err
+	}
+	if run {
+		rt.Prewarm()
+	}
+	img, err := store.Get(ctx, ref)
+	if err != nil {
+		return fmt.Errorf("image %s: %w (import or load it first: berth image import FILE %s)", ref, err, ref)
+	}
+	chain, err := store.Unpack(ctx, img)
+	if err != nil {
+		return err
+	}
+	spec, warnings, err := o.spec(g, img.Config.Config, cmdArgs)
+	if err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		fmt.Fprintln(g.stderr, "berth: warning:", w)
+	}
+	spec.Image = img.ID
+	spec.ImageRef = ref
+	spec.Rootfs.ChainID = chain
+	spec.AutoRemove = o.rm && o.detach
+	var c runtime.Container
+	if run {
+		c, err = rt.CreateTransient(ctx, spec)
+	} else {
+		c, err = rt.Create(ctx, spec)
+	}
+	if err != nil {
+		return err
+	}
+	lc := c.(*linux.Container)
+	if !run {
+		fmt.Fprintln(g.stdout, c.ID())
+		return nil
+	}
+	serr := c.Start(ctx)
+	failpoint.Hit("run-started")
+	if serr == nil || !o.rm {
+		lc.MarkCreated()
+	}
+	if serr != nil {
+		if o.rm {
+			c.Remove(context.WithoutCancel(ctx), runtime.RemoveOptions{Force: true})
+		}
+		return startFailure(serr)
+	}
+	if o.detach {
+		fmt.Fprintln(g.stdout, c.ID())
+		return nil
+	}
+	aerr := c.Attach(ctx, runtime.Stdio{Stdout: g.stdout, Stderr: g.stderr})
+	if aerr != nil && !errdefs.IsCanceled(aerr) {
+		return aerr
+	}
+	ex, err := c.Wait(ctx)
+	if err != nil {
+		return err
+	}
+	if o.rm {
+		if err := c.Remove(context.WithoutCancel(ctx), runtime.RemoveOptions{Force: true}); err != nil {
+			fmt.Fprintln(g.stderr, "berth: warning:", err)
+		}
+	}
+	if ex.Code != 0 {
+		return exitError{ex.Code}
+	}
+	return nil
+}
+
+// startFailure turns a start error into Docker's exit code and message.
+func startFailure(err error) error {
+	var se *runtime.StartError
+	if errors.As(err, &se) {
+		return codedError{code: se.Code, err: err}
+	}
+	return codedError{code: 125, err: err}
+}
+
+// codedError is an error with an exit code of its own.
+type codedError struct {
+	code int
+	err  error
+}
+
+func (e codedError) Error() string { return e.err.Error() }
+func (e codedError) Unwrap() error { return e.err }
+
+// spec builds the container spec from the flags and the image config.
+func (o *createOpts) spec(g *globals, ic imageConfig, cmdArgs []string) (runtime.ContainerSpec, []string, error) {
+	var warnings []string
+	s := runtime.ContainerSpec{
+		Name:       o.name,
+		Labels:     map[string]string{},
+		Privileged: o.privileged,
+		Init:       o.init,
+		GroupAdd:   o.groupAdd,
+		Log:        runtime.LogConfig{Driver: "json-file"},
+	}
+	for k, v := range ic.Labels {
+		s.Labels[k] = v
+	}
+	for _, l := range o.labels {
+		k, v, _ := strings.Cut(l, "=")
+		s.Labels[k] = v
+	}
+	entry, cmdv := ic.Entrypoint, ic.Cmd
+	if o.entrypoint != "" {
+		entry, cmdv = []string{o.entrypoint}, nil
+	}
+	if len(cmdArgs) > 0 {
+		cmdv = cmdArgs
+	}
+	args := append(append([]string(nil), entry...), cmdv...)
+	if len(args) == 0 {
+		return s, nil, errUsage("no command specified: the image has no CMD or ENTRYPOINT; give one after the image name")
+	}
+	env, err := mergeEnv(ic.Env, o.envFiles, o.env, g.env)
+	if err != nil {
+		return s, nil, err
+	}
+	p := &specs.Process{Args: args, Env: env, Cwd: ic.WorkingDir, User: specs.User{Username: ic.User}}
+	if o.workdir != "" {
+		p.Cwd = o.workdir
+	}
+	if o.user != "" {
+		p.User.Username = o.user
+	}
+	if o.setOOM {
+		if o.oomScoreAdj < -1000 || o.oomScoreAdj > 1000 {
+			return s, nil, errUsage("--oom-score-adj %d: must be between -1000 and 1000", o.oomScoreAdj)
+		}
+		v := o.oomScoreAdj
+		p.OOMScoreAdj = &v
+	}
+	var rls []initproc.Rlimit
+	for _, u := range o.ulimits {
+		rl, err := initproc.ParseUlimit(u)
+		if err != nil {
+			return s, nil, usageError{fmt.Errorf("--ulimit: %w", err)}
+		}
+		rls = append(rls, rl)
+	}
+	rls, warn, err := initproc.ClampRlimits(rls)
+	if err != nil {
+		return s, nil, usageError{fmt.Errorf("--ulimit: %w", err)}
+	}
+	warnings = append(warnings, warn...)
+	for _, rl := range rls {
+		p.Rlimits = append(p.Rlimits, specs.POSIXRlimit{Type: rl.Name, Soft: rl.Soft, Hard: rl.Hard})
+	}
+	oci := &specs.Spec{Version: specs.Version, Process: p, Hostname: o.hostname, Domainname: o.domainname, Linux: &specs.Linux{}}
+	sec := linux.Security{Privileged: o.privileged, CapAdd: o.capAdd, CapDrop: o.capDrop}
+	for _, so := range o.securityOpt {
+		switch strings.ReplaceAll(so, ":", "=") {
+		case "seccomp=unconfined":
+			sec.SeccompUnconfined = true
+		case "no-new-privileges=false":
+			sec.NoNewPrivsDisabled = true
+		case "no-new-privileges", "no-new-privileges=true":
+		default:
+			return s, nil, errUsage("--security-opt %q: berth knows seccomp=unconfined and no-new-privileges[:true|false]", so)
+		}
+	}
+	if err := linux.ApplySecurity(oci, sec); err != nil {
+		return s, nil, usageError{err}
+	}
+	if len(o.sysctls) > 0 {
+		oci.Linux.Sysctl = map[string]string{}
+		for _, kv := range o.sysctls {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				return s, nil, errUsage("--sysctl %q: write KEY=VALUE", kv)
+			}
+			oci.Linux.Sysctl[k] = v
+		}
+	}
+	for _, t := range o.tmpfs {
+		dst, opts, _ := strings.Cut(t, ":")
+		m := specs.Mount{Type: "tmpfs", Source: "tmpfs", Destination: dst, Options: []string{"nosuid", "nodev", "noexec"}}
+		if opts != "" {
+			m.Options = append(m.Options, strings.Split(opts, ",")...)
+		}
+		oci.Mounts = append(oci.Mounts, m)
+	}
+	for _, v := range o.volumes {
+		parts := strings.Split(v, ":")
+		if len(parts) < 2 || !strings.HasPrefix(parts[0], "/") {
+			return s, nil, errUsage("-v %q: this runtime takes binds as /HOST/PATH:/CONTAINER/PATH[:ro] (named volumes come with the volumes issue)", v)
+		}
+		m := specs.Mount{Type: "bind", Source: parts[0], Destination: parts[1], Options: []string{"rbind"}}
+		if len(parts) > 2 && parts[2] == "ro" {
+			m.Options = append(m.Options, "ro")
+		}
+		oci.Mounts = append(oci.Mounts, m)
+	}
+	res := &specs.LinuxResources{}
+	if o.memory != "" {
+		n, err := units.RAMInBytes(o.memory)
+		if err != nil {
+			return s, nil, errUsage("--memory %q: %v", o.memory, err)
+		}
+		res.Memory = &specs.LinuxMemory{Limit: &n}
+	}
+	if o.memorySwap != "" {
+		n := int64(-1)
+		if o.memorySwap != "-1" {
+			if n, err = units.RAMInBytes(o.memorySwap); err != nil {
+				return s, nil, errUsage("--memory-swap %q: %v", o.memorySwap, err)
+			}
+		}
+		if res.Memory == nil {
+			return s, nil, errUsage("--memory-swap needs --memory")
+		}
+		res.Memory.Swap = &n
+	}
+	if o.cpus > 0 || o.cpuShares > 0 || o.cpusetCpus != "" || o.cpusetMems != "" {
+		res.CPU = &specs.LinuxCPU{Cpus: o.cpusetCpus, Mems: o.cpusetMems}
+		if o.cpus > 0 {
+			period, quota := uint64(100000), int64(o.cpus*100000)
+			res.CPU.Period, res.CPU.Quota = &period, &quota
+		}
+		if o.cpuShares > 0 {
+			sh := uint64(o.cpuShares)
+			res.CPU.Shares = &sh
+		}
+	}
+	if o.pidsLimit != 0 {
+		n := o.pidsLimit
+		res.Pids = &specs.LinuxPids{Limit: &n}
+	}
+	oci.Linux.Resources = res
+	if err := validateResources(s, oci); err != nil {
+		return s, nil, err
+	}
+	s.OCI = oci
+	if o.shmSize != "" {
+		n, err := units.RAMInBytes(o.shmSize)
+		if err != nil || n <= 0 {
+			return s, nil, errUsage("--shm-size %q: give a size such as 64m", o.shmSize)
+		}
+		s.ShmSize = n
+	}
+	s.Rootfs.ReadOnly = o.readOnly
+	switch o.network {
+	case "", "none", "default", "bridge":
+		s.NetNS = "private"
+	case "host":
+		s.NetNS = "host"
+	default:
+		return s, nil, errUsage("--network %q: this runtime has none, host and the default private loopback namespace; bridge networks come with the networking issue", o.network)
+	}
+	sig, from := ic.StopSignal, "the image's STOPSIGNAL"
+	if o.stopSignal != "" {
+		sig, from = o.stopSignal, "--stop-signal"
+	}
+	if sig != "" {
+		n, err := parseSignal(sig)
+		if err != nil {
+			return s, nil, usageError{fmt.Errorf("%s: %w", from, err)}
+		}
+		s.StopSignal = n
+	}
+	if o.stopTimeout >= 0 {
+		s.StopTimeout = time.Duration(o.stopTimeout) * time.Second
+	}
+	rp, err := parseRestart(o.restart)
+	if err != nil {
+		return s, nil, err
+	}
+	s.Restart = rp
+	return s, warnings, nil
+}
+
+func validateResources(s runtime.ContainerSpec, oci *specs.Spec) error {
+	r := oci.Linux.Resources
+	if r.Memory != nil && r.Memory.Limit != nil && *r.Memory.Limit < 6<<20 {
+		return errUsage("--memory: minimum memory limit allowed is 6MB")
+	}
+	return nil
+}
+
+// mergeEnv is the image's env, then env files, then -e (a bare NAME takes
+// the caller's value, or is dropped when unset).
+func mergeEnv(base, files, flags []string, host map[string]string) ([]string, error) {
+	vals := map[string]string{}
+	var order []string
+	set := func(k, v string) {
+		if _, ok := vals[k]; !ok {
+			order = append(order, k)
+		}
+		vals[k] = v
+	}
+	add := func(kv string) {
+		k, v, ok := strings.Cut(kv, "=")
+		if k == "" {
+			return
+		}
+		if !ok {
+			hv, found := host[k]
+			if !found {
+				return
+			}
+			v = hv
+		}
+		set(k, v)
+	}
+	for _, kv := range base {
+		add(kv)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, errdefs.NotFoundf("--env-file %s: %w", f, err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			add(line)
+		}
+	}
+	for _, kv := range flags {
+		add(kv)
+	}
+	out := make([]string, 0, len(order))
+	for _, k := range order {
+		out = append(out, k+"="+vals[k])
+	}
+	return out, nil
+}
+
+func parseSignal(s string) (unix.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
+		return unix.Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if n := unix.SignalNum(name); n != 0 {
+		return n, nil
+	}
+	return 0, errdefs.Invalidf("invalid signal %q: write a name like SIGTERM or a number", s)
+}
+
+func parseRestart(s string) (runtime.RestartPolicy, error) {
+	name, n, _ := strings.Cut(s, ":")
+	p := runtime.RestartPolicy{Name: name}
+	switch name {
+	case "", "no":
+		p.Name = "no"
+	case "always", "unless-stopped":
+	case "on-failure":
+		if n != "" {
+			v, err := strconv.Atoi(n)
+			if err != nil || v < 0 {
+				return p, errUsage("--restart %q: the retry count must be a number", s)
+			}
+			p.MaxRetries = v
+		}
+	default:
+		return p, errUsage("--restart %q: use no, always, unless-stopped or on-failure[:N]", s)
+	}
+	if n != "" && name != "on-failure" {
+		return p, errUsage("--restart %q: only on-failure takes a retry count", s)
+	}
+	return p, nil
+}
