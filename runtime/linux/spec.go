@@ -31,27 +31,48 @@ type Security struct {
 
 // ApplySecurity fills s with berth's defaults as changed by sec: Docker's
 // 14 capabilities (all when privileged), its default seccomp profile
-// unless unconfined or privileged, no_new_privs on unless opted out.
-func ApplySecurity(s *specs.Spec, sec Security) error {
+// unless unconfined or privileged, no_new_privs on unless opted out. The
+// profile itself is resolved at start (it depends only on the
+// capabilities), so records stay small.
+func ApplySecurity(s *runtime.ContainerSpec, sec Security) error {
 	set, err := caps.Resolve(sec.CapAdd, sec.CapDrop, sec.Privileged)
 	if err != nil {
 		return err
 	}
 	names := set.Names()
-	s.Process.Capabilities = &specs.LinuxCapabilities{Bounding: names, Permitted: names, Effective: names}
-	s.Process.NoNewPrivileges = !sec.NoNewPrivsDisabled
-	if s.Linux == nil {
-		s.Linux = &specs.Linux{}
-	}
-	s.Linux.Seccomp = nil
-	if !sec.Privileged && !sec.SeccompUnconfined {
-		p, err := seccomp.Default(names)
-		if err != nil {
-			return fmt.Errorf("seccomp default profile: %w", err)
-		}
-		s.Linux.Seccomp = p
+	p := s.OCI.Process
+	p.Capabilities = &specs.LinuxCapabilities{Bounding: names, Permitted: names, Effective: names}
+	p.NoNewPrivileges = !sec.NoNewPrivsDisabled
+	s.Privileged = sec.Privileged
+	s.Seccomp = ""
+	if sec.Privileged || sec.SeccompUnconfined {
+		s.Seccomp = "unconfined"
 	}
 	return nil
+}
+
+// seccompFilter is the compiled filter a container starts with, nil for
+// none.
+func seccompFilter(s runtime.ContainerSpec) ([]byte, error) {
+	prof := s.OCI.Linux.Seccomp
+	if prof == nil {
+		if s.Seccomp == "unconfined" || s.Privileged {
+			return nil, nil
+		}
+		var names []string
+		if c := s.OCI.Process.Capabilities; c != nil {
+			names = c.Bounding
+		}
+		var err error
+		if prof, err = seccomp.Default(names); err != nil {
+			return nil, fmt.Errorf("seccomp default profile: %w", err)
+		}
+	}
+	prog, err := seccomp.Compile(prof)
+	if err != nil {
+		return nil, err
+	}
+	return seccomp.Encode(prog), nil
 }
 
 // ShimConfig is config.json: what the shim needs to start the container,
@@ -134,14 +155,10 @@ func (r *Runtime) buildShimConfig(m *Meta, mounts []image.Mount) (*ShimConfig, e
 		CgroupNS:    cgroups.UnifiedHost(),
 		Loopback:    privateNet,
 	}
-	if s.OCI.Linux != nil && s.OCI.Linux.Seccomp != nil {
-		// Compiled here, once per start: init gets a few KiB of BPF, not the
-		// profile (decoding and compiling it there cost milliseconds).
-		prog, err := seccomp.Compile(s.OCI.Linux.Seccomp)
-		if err != nil {
-			return nil, fmt.Errorf("container %s: seccomp: %w", m.Name, err)
-		}
-		ic.Seccomp = seccomp.Encode(prog)
+	// Compiled here, once per start: init gets a few KiB of BPF, not the
+	// profile (decoding and compiling it there cost milliseconds).
+	if ic.Seccomp, err = seccompFilter(s); err != nil {
+		return nil, fmt.Errorf("container %s: seccomp: %w", m.Name, err)
 	}
 	for _, rl := range p.Rlimits {
 		ic.Rlimits = append(ic.Rlimits, initproc.Rlimit{Name: rl.Type, Soft: rl.Soft, Hard: rl.Hard})

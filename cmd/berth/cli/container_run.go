@@ -219,7 +219,6 @@ func (o *createOpts) spec(g *globals, ic imageConfig, cmdArgs []string) (runtime
 	s := runtime.ContainerSpec{
 		Name:       o.name,
 		Labels:     map[string]string{},
-		Privileged: o.privileged,
 		Init:       o.init,
 		GroupAdd:   o.groupAdd,
 		Log:        runtime.LogConfig{Driver: "json-file"},
@@ -289,7 +288,8 @@ func (o *createOpts) spec(g *globals, ic imageConfig, cmdArgs []string) (runtime
 			return s, nil, errUsage("--security-opt %q: berth knows seccomp=unconfined and no-new-privileges[:true|false]", so)
 		}
 	}
-	if err := linux.ApplySecurity(oci, sec); err != nil {
+	s.OCI = oci
+	if err := linux.ApplySecurity(&s, sec); err != nil {
 		return s, nil, usageError{err}
 	}
 	if len(o.sysctls) > 0 {
@@ -360,7 +360,6 @@ func (o *createOpts) spec(g *globals, ic imageConfig, cmdArgs []string) (runtime
 	if err := validateResources(s, oci); err != nil {
 		return s, nil, err
 	}
-	s.OCI = oci
 	if o.shmSize != "" {
 		n, err := units.RAMInBytes(o.shmSize)
 		if err != nil || n <= 0 {

@@ -29,8 +29,8 @@ func TestSpecFromImageAndFlags(t *testing.T) {
 			if s.StopSignal != unix.SIGQUIT || s.StopTimeout != 0 || s.Labels["img"] != "1" {
 				t.Errorf("stop %v %v labels %v", s.StopSignal, s.StopTimeout, s.Labels)
 			}
-			if !p.NoNewPrivileges || s.OCI.Linux.Seccomp == nil || len(p.Capabilities.Bounding) != 14 {
-				t.Errorf("security defaults missing: nnp %v seccomp %v caps %d", p.NoNewPrivileges, s.OCI.Linux.Seccomp != nil, len(p.Capabilities.Bounding))
+			if !p.NoNewPrivileges || s.Seccomp != "" || len(p.Capabilities.Bounding) != 14 {
+				t.Errorf("security defaults missing: nnp %v seccomp %q caps %d", p.NoNewPrivileges, s.Seccomp, len(p.Capabilities.Bounding))
 			}
 		}},
 		{"args replace CMD only", createOpts{stopTimeout: -1}, []string{"x", "y"}, func(t *testing.T, _ createOpts, s specT) {
@@ -59,8 +59,8 @@ func TestSpecFromImageAndFlags(t *testing.T) {
 				}
 			}},
 		{"privileged", createOpts{privileged: true, stopTimeout: -1}, nil, func(t *testing.T, _ createOpts, s specT) {
-			if s.OCI.Linux.Seccomp != nil || !s.Privileged || len(s.OCI.Process.Capabilities.Bounding) < 38 {
-				t.Errorf("privileged: seccomp %v caps %d", s.OCI.Linux.Seccomp != nil, len(s.OCI.Process.Capabilities.Bounding))
+			if s.Seccomp != "unconfined" || !s.Privileged || len(s.OCI.Process.Capabilities.Bounding) < 38 {
+				t.Errorf("privileged: seccomp %q caps %d", s.Seccomp, len(s.OCI.Process.Capabilities.Bounding))
 			}
 		}},
 	}
