@@ -58,8 +58,3 @@ func (c *Container) Attach(ctx context.Context, s runtime.Stdio) error {
 		st.Shim.WaitGone(ctx, 50*time.Millisecond)
 	}
 }
-
-// Logs reads the container's log (runtime, part 2).
-func (c *Container) Logs(ctx context.Context, o runtime.LogOptions) (io.ReadCloser, error) {
-	return nil, fmt.Errorf("logs: %w", errLater)
-}

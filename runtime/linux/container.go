@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -396,20 +395,4 @@ var errLater = errdefs.Unavailablef("not implemented yet in berth's runtime")
 // Exec runs a process in the container (part 2).
 func (c *Container) Exec(ctx context.Context, p runtime.ProcessSpec, s runtime.Stdio) (runtime.ExitStatus, error) {
 	return runtime.ExitStatus{}, fmt.Errorf("exec: %w", errLater)
-}
-
-// Pause freezes the container (part 2).
-func (c *Container) Pause(ctx context.Context) error { return fmt.Errorf("pause: %w", errLater) }
-
-// Resume thaws the container (part 2).
-func (c *Container) Resume(ctx context.Context) error { return fmt.Errorf("unpause: %w", errLater) }
-
-// CopyIn writes a tar into the container (part 2).
-func (c *Container) CopyIn(ctx context.Context, dst string, tar io.Reader) error {
-	return fmt.Errorf("cp: %w", errLater)
-}
-
-// CopyOut reads a path of the container as a tar (part 2).
-func (c *Container) CopyOut(ctx context.Context, src string) (io.ReadCloser, error) {
-	return nil, fmt.Errorf("cp: %w", errLater)
 }

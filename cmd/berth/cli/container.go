@@ -62,7 +62,9 @@ func newContainerCmd(g *globals) *cobra.Command {
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(newRunCmd(g, true), newRunCmd(g, false), newStartCmd(g), newStopCmd(g), newKillCmd(g),
-		newRmCmd(g), newPsCmd(g), newInspectCmd(g), newWaitCmd(g), newTopCmd(g), newRenameCmd(g))
+		newRmCmd(g), newPsCmd(g), newInspectCmd(g), newWaitCmd(g), newTopCmd(g), newRenameCmd(g),
+		newLogsCmd(g), newStatsCmd(g), newPauseCmd(g), newUnpauseCmd(g),
+		newCpCmd(g), newDiffCmd(g), newExportCmd(g), newCommitCmd(g))
 	return cmd
 }
 

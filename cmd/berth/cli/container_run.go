@@ -217,11 +217,11 @@ func (e codedError) Unwrap() error { return e.err }
 func (o *createOpts) spec(g *globals, ic imageConfig, cmdArgs []string) (runtime.ContainerSpec, []string, error) {
 	var warnings []string
 	s := runtime.ContainerSpec{
-		Name:       o.name,
-		Labels:     map[string]string{},
-		Init:       o.init,
-		GroupAdd:   o.groupAdd,
-		Log:        runtime.LogConfig{Driver: "json-file"},
+		Name:     o.name,
+		Labels:   map[string]string{},
+		Init:     o.init,
+		GroupAdd: o.groupAdd,
+		Log:      runtime.LogConfig{Driver: "json-file"},
 	}
 	for k, v := range ic.Labels {
 		s.Labels[k] = v
