@@ -188,12 +188,19 @@ type ProcessSpec struct {
 	Privileged bool
 }
 
-// Stdio carries a process's standard streams; nil means /dev/null.
+// Stdio carries a process's standard streams; nil means /dev/null. With
+// Tty the process gets a terminal (stdout and stderr merged on it) whose
+// size follows Resize.
 type Stdio struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	Tty            bool
+	Resize         <-chan Winsize
+	Detach         bool // exec -d: return once started
 }
+
+// Winsize is a terminal size.
+type Winsize struct{ Rows, Cols uint16 }
 
 // LogOptions select log lines.
 type LogOptions struct {

@@ -392,7 +392,3 @@ func (c *Container) destroy(ctx context.Context, m *Meta) error {
 // Not in this runtime yet (container runtime, part 2).
 var errLater = errdefs.Unavailablef("not implemented yet in berth's runtime")
 
-// Exec runs a process in the container (part 2).
-func (c *Container) Exec(ctx context.Context, p runtime.ProcessSpec, s runtime.Stdio) (runtime.ExitStatus, error) {
-	return runtime.ExitStatus{}, fmt.Errorf("exec: %w", errLater)
-}

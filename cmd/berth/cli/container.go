@@ -63,7 +63,7 @@ func newContainerCmd(g *globals) *cobra.Command {
 	}
 	cmd.AddCommand(newRunCmd(g, true), newRunCmd(g, false), newStartCmd(g), newStopCmd(g), newKillCmd(g),
 		newRmCmd(g), newPsCmd(g), newInspectCmd(g), newWaitCmd(g), newTopCmd(g), newRenameCmd(g),
-		newLogsCmd(g), newStatsCmd(g), newPauseCmd(g), newUnpauseCmd(g),
+		newExecCmd(g), newLogsCmd(g), newStatsCmd(g), newPauseCmd(g), newUnpauseCmd(g),
 		newCpCmd(g), newDiffCmd(g), newExportCmd(g), newCommitCmd(g))
 	return cmd
 }

@@ -1,5 +1,6 @@
-// Package roles runs berth's hidden roles: `_shim` (one per container) and
-// `_init` (the container's first process until it execs the command). The
+// Package roles runs berth's hidden roles: `_shim` (one per container),
+// `_init` (the container's first process until it execs the command) and
+// `_exec` (a process joining a running container, until it execs). The
 // berth binary dispatches to them, and so does the small roles-only
 // program (cmd/berth/roles/berth-roles) that `make build` appends to the
 // binary: containers start from a sealed copy of that program, which
@@ -26,6 +27,8 @@ func Dispatch(args []string) (code int, ok bool) {
 	switch args[0] {
 	case "_init":
 		return initproc.Main(), true
+	case "_exec":
+		return initproc.ExecMain(), true
 	case "_shim":
 		return shimMain(args[1:]), true
 	}

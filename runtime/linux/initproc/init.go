@@ -76,20 +76,35 @@ func fail(code int, format string, args ...any) *Failure {
 
 // Main runs the init role and never returns on success. Its caller has
 // locked the main goroutine to the main thread (cmd/berth does it in init).
-func Main() int {
+func Main() int { return role(false) }
+
+// ExecMain runs the exec role (`berth _exec`): started by berth from a
+// thread that joined a running container's namespaces (runtime/linux/
+// nsenter), with the same fds as init, it drops to the container's
+// privileges and execs the command. It is not dumpable until then, so
+// nothing in the container can ptrace or read it while it holds root.
+func ExecMain() int {
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		fmt.Fprintf(os.Stderr, "berth _exec: %v\n", err)
+		return 125
+	}
+	return role(true)
+}
+
+func role(exec bool) int {
 	for _, fd := range []int{SyncFD, SpecFD} {
 		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
-			fmt.Fprintf(os.Stderr, "berth _init: fd %d: %v (this role is started by the shim only)\n", fd, err)
+			fmt.Fprintf(os.Stderr, "berth: fd %d: %v (this role is started by berth only)\n", fd, err)
 			return 125
 		}
 	}
-	f := run()
+	f := run(exec)
 	b, _ := json.Marshal(f)
 	unix.Write(SyncFD, b)
 	return f.Code
 }
 
-func run() (f *Failure) {
+func run(exec bool) (f *Failure) {
 	defer func() {
 		if r := recover(); r != nil {
 			f = fail(125, "init: internal error: %v", r)
@@ -104,7 +119,14 @@ func run() (f *Failure) {
 	}
 	var b [1]byte
 	if n, err := unix.Read(SyncFD, b[:]); n != 1 {
-		return fail(125, "init: the shim did not say go: %v", err)
+		return fail(125, "init: berth did not say go: %v", err)
+	}
+	if exec {
+		if err := ApplyRlimits(cfg.Rlimits); err != nil {
+			return fail(125, "exec: %v", err)
+		}
+		cfg.Init = false
+		return launch(&cfg, false, false)
 	}
 	return start(&cfg)
 }
@@ -143,6 +165,13 @@ func start(cfg *Config) *Failure {
 	if err := ApplyRlimits(cfg.Rlimits); err != nil {
 		return fail(125, "init: %v", err)
 	}
+	return launch(cfg, true, readOnly)
+}
+
+// launch is what init and exec share: the user, environment and working
+// directory (created when mkdir, as Docker does for a container's), then
+// the privilege drop in order and execve.
+func launch(cfg *Config, mkdir, readOnly bool) *Failure {
 	u, err := lookupUser(cfg.User, cfg.GroupAdd)
 	if err != nil {
 		return fail(125, "%v", err)
@@ -155,8 +184,10 @@ func start(cfg *Config) *Failure {
 	if !filepath.IsAbs(cwd) {
 		return fail(125, "working directory %q is not absolute; write an absolute path", cwd)
 	}
-	if err := os.MkdirAll(cwd, 0o755); err != nil {
-		return fail(125, "working directory %s: %v", cwd, err)
+	if mkdir {
+		if err := os.MkdirAll(cwd, 0o755); err != nil {
+			return fail(125, "working directory %s: %v", cwd, err)
+		}
 	}
 	if readOnly {
 		if err := rootfs.RemountRootReadOnly(); err != nil {
@@ -208,7 +239,7 @@ func start(cfg *Config) *Failure {
 		return fail(125, "init: close_range: %v", err)
 	}
 	if err := unix.Chdir(cwd); err != nil {
-		return fail(125, "working directory %s: %v", cwd, err)
+		return fail(126, "working directory %s: %v", cwd, err)
 	}
 	if err := CheckCwdInsideRoot(); err != nil {
 		return fail(125, "working directory %s: %v", cwd, err)
