@@ -77,11 +77,11 @@ type ContainerSpec struct {
 	StopSignal  unix.Signal
 	StopTimeout time.Duration
 
-	Privileged bool     // all capabilities and devices, no masks, no seccomp
+	Privileged bool // all capabilities and devices, no masks, no seccomp
 	// Seccomp is "" for Docker's default profile (resolved for the
 	// container's capabilities when it starts) or "unconfined"; a custom
 	// profile goes in OCI.Linux.Seccomp.
-	Seccomp string
+	Seccomp    string
 	Init       bool     // init: true: a built-in reaper is PID 1
 	ShmSize    int64    // bytes of /dev/shm; 0 = 64 MiB
 	GroupAdd   []string // supplementary groups (group_add)

@@ -391,4 +391,3 @@ func (c *Container) destroy(ctx context.Context, m *Meta) error {
 
 // Not in this runtime yet (container runtime, part 2).
 var errLater = errdefs.Unavailablef("not implemented yet in berth's runtime")
-
