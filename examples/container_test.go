@@ -486,3 +486,5 @@ echo "home=$HOME"; echo "path=$PATH"`)
 		t.Errorf("a host-wide sysctl: exit %d %s", res.Code, res.Stderr)
 	}
 }
+
+func syscallKill(pid int) { syscall.Kill(pid, syscall.SIGKILL) }

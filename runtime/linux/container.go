@@ -121,6 +121,8 @@ func (c *Container) Info(ctx context.Context) (runtime.Info, error) {
 		if ex == nil || ex.ExitedAt.Before(st.StartedAt) {
 			ex = lostExit(st)
 		}
+	case st.Status == "restarting" && st.Shim.Alive():
+		info.Status = runtime.StatusRestarting
 	case st.Status == "created":
 		info.Status = runtime.StatusCreated
 	default:
@@ -181,11 +183,6 @@ func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
 	if err := state.WriteFile(filepath.Join(c.dir(), stopFile), nil, 0o600); err != nil {
 		return fmt.Errorf("stop %s: %w", m.Name, err)
 	}
-	st, err := c.state()
-	if err != nil || st.Status != "running" || !st.Init.Alive() {
-		c.settle(ctx, st, 0)
-		return nil
-	}
 	sig := m.Spec.StopSignal
 	if sig == 0 {
 		sig = unix.SIGTERM
@@ -196,17 +193,54 @@ func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
 			timeout = 10 * time.Second
 		}
 	}
-	if err := st.Init.Signal(sig); err == nil && timeout > 0 {
-		if st.Init.WaitGone(ctx, timeout) {
-			c.settle(ctx, st, 0) // how it ended is its own business
+	// A shim between restarts may be starting the next run as the stop
+	// file lands: look again until no run is left.
+	for range 3 {
+		st, err := c.state()
+		if err != nil || st.Status == "created" {
 			return nil
 		}
+		if st.Status != "running" || !st.Init.Alive() {
+			if st.Shim.Alive() {
+				st.Shim.WaitGone(ctx, 2*time.Second)
+				continue
+			}
+			c.settle(ctx, st, 0)
+			return nil
+		}
+		if err := st.Init.Signal(sig); err == nil && timeout > 0 && st.Init.WaitGone(ctx, timeout) {
+			c.settle(ctx, st, 0) // how it ended is its own business
+			continue
+		}
+		if err := c.killAll(st); err != nil {
+			return fmt.Errorf("stop %s: %w", m.Name, err)
+		}
+		c.settle(ctx, st, unix.SIGKILL)
 	}
-	if err := c.killAll(st); err != nil {
-		return fmt.Errorf("stop %s: %w", m.Name, err)
-	}
-	c.settle(ctx, st, unix.SIGKILL)
 	return nil
+}
+
+// revive restarts a container with restart: always or unless-stopped
+// that should be running but whose shim and process are gone (the shim
+// was killed, or the machine rebooted). There is no daemon to notice: the
+// next berth command that lists containers does, and says so on stderr.
+func (c *Container) revive(ctx context.Context, m *Meta) {
+	if p := m.Spec.Restart.Name; p != "always" && p != "unless-stopped" {
+		return
+	}
+	st, err := c.state()
+	if err != nil || (st.Status != "running" && st.Status != "restarting") || st.Shim.Alive() || st.Init.Alive() {
+		return
+	}
+	if _, err := os.Stat(filepath.Join(c.dir(), stopFile)); err == nil {
+		return
+	}
+	c.settle(ctx, st, 0)
+	if err := c.Start(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "berth: warning: container %s (restart: %s) lost its shim; restarting it failed: %v\n", m.Name, m.Spec.Restart.Name, err)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "berth: container %s (restart: %s) had lost its shim and was started again\n", m.Name, m.Spec.Restart.Name)
 }
 
 // killAll SIGKILLs the container's init and everything in its cgroup, and
@@ -229,7 +263,7 @@ func (c *Container) killAll(st *State) error {
 // exit is recorded here, with the cgroup it left: killed is the signal
 // this process ended it with (its code is then known), 0 when unknown.
 func (c *Container) settle(ctx context.Context, st *State, killed unix.Signal) {
-	if st == nil || st.Status != "running" {
+	if st == nil || (st.Status != "running" && st.Status != "restarting") {
 		return
 	}
 	if st.Shim.Alive() {
@@ -282,7 +316,7 @@ func (c *Container) Wait(ctx context.Context) (runtime.ExitStatus, error) {
 		if err != nil && !errdefs.IsNotFound(err) {
 			return runtime.ExitStatus{}, err
 		}
-		if st != nil && st.Status == "running" {
+		if st != nil && (st.Status == "running" || st.Status == "restarting") {
 			switch {
 			case st.Shim.Alive():
 				st.Shim.WaitGone(ctx, time.Second)
@@ -297,7 +331,7 @@ func (c *Container) Wait(ctx context.Context) (runtime.ExitStatus, error) {
 		if err != nil {
 			return runtime.ExitStatus{}, err
 		}
-		if info.Status != runtime.StatusRunning {
+		if info.Status != runtime.StatusRunning && info.Status != runtime.StatusRestarting {
 			if info.Exit == nil {
 				return runtime.ExitStatus{}, errdefs.Conflictf("container %s has not run", info.Name)
 			}

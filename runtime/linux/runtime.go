@@ -336,15 +336,20 @@ func matches(labels, want map[string]string) bool {
 	return true
 }
 
-// sweep removes what a killed berth left half-made: records still marked
+// sweep removes what a killed berth left half-made (records still marked
 // Creating whose lock nobody holds and that never started, and names that
-// point to no container.
+// point to no container) and restarts containers whose restart policy
+// says always but whose shim is gone.
 func (r *Runtime) sweep(ctx context.Context) {
 	ids, _ := r.ids()
 	for _, id := range ids {
 		c := &Container{r: r, id: id}
 		m, err := c.meta()
-		if err != nil || !m.Creating {
+		if err != nil {
+			continue
+		}
+		if !m.Creating {
+			c.revive(ctx, m)
 			continue
 		}
 		// Its creator, or the shim starting it, may be at work: wait for

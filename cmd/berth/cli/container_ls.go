@@ -158,6 +158,11 @@ func statusText(in runtime.Info) string {
 	switch in.Status {
 	case runtime.StatusRunning:
 		return "Up " + units.HumanDuration(time.Since(in.StartedAt))
+	case runtime.StatusRestarting:
+		if in.Exit != nil {
+			return fmt.Sprintf("Restarting (%d) %s ago", in.Exit.Code, units.HumanDuration(time.Since(in.Exit.ExitedAt)))
+		}
+		return "Restarting"
 	case runtime.StatusExited:
 		if in.Exit != nil {
 			return fmt.Sprintf("Exited (%d) %s ago", in.Exit.Code, units.HumanDuration(time.Since(in.Exit.ExitedAt)))

@@ -28,6 +28,7 @@ import (
 	"berth.dev/berth/runtime/linux/cgroups"
 	"berth.dev/berth/runtime/linux/initproc"
 	"berth.dev/berth/runtime/linux/logfile"
+	"berth.dev/berth/runtime/linux/restart"
 )
 
 // Args is what the shim's command line says.
@@ -85,6 +86,8 @@ type shim struct {
 	dir  string
 	cfg  linux.ShimConfig
 	cg   *cgroups.Cgroup
+
+	restarts int // of this container since its start by the user
 }
 
 // sendReport answers the starter once the start is recorded, and lets go
@@ -286,16 +289,84 @@ func (s *shim) start() (*running, error) {
 			}()
 		}
 	}
-	run.st = linux.State{Status: "running", Init: initProc, Shim: linux.SelfProc(), StartedAt: time.Now().UTC(), LogOffset: logOff}
+	run.st = linux.State{Status: "running", Init: initProc, Shim: linux.SelfProc(), StartedAt: time.Now().UTC(), LogOffset: logOff, Restarts: s.restarts}
 	if err := state.WriteJSONVolatile(filepath.Join(s.dir, "state.json"), run.st, 0o600); err != nil {
 		return fail(err)
 	}
 	return run, nil
 }
 
-// supervise waits for init, records the exit, removes the cgroup, and
-// removes the container when it was started with --rm.
+// supervise waits for init, records each exit, and restarts the
+// container as its restart policy says (backoff in runtime/linux/restart)
+// until it ends for good or the user stops it; then it removes the
+// container when it was started with --rm.
 func (s *shim) supervise(run *running) {
+	m := restart.New(s.cfg.Restart, nil)
+	m.Started(run.st.StartedAt)
+	for {
+		ex := s.reap(run)
+		st := run.st
+		d := m.Exited(restart.Exit{Code: ex.Code, Signal: ex.Signal, OOMKilled: ex.OOMKilled, At: ex.ExitedAt}, s.stopRequested())
+		if !d.Restart {
+			st.Status = "exited"
+			s.record(st, ex)
+			break
+		}
+		s.restarts = m.Restarts()
+		st.Status, st.Restarts = "restarting", s.restarts
+		s.record(st, ex)
+		if !s.sleepUnlessStopped(d.After) {
+			st.Status = "exited"
+			s.record(st, nil)
+			break
+		}
+		next, err := s.start()
+		if err != nil {
+			var f *initproc.Failure
+			code := 125
+			if errors.As(err, &f) {
+				code = f.Code
+			}
+			st.Status = "exited"
+			s.record(st, &linux.Exit{Code: code, ExitedAt: time.Now().UTC(), Error: fmt.Sprintf("restart %d: %v", s.restarts, err)})
+			break
+		}
+		m.Started(next.st.StartedAt)
+		run = next
+	}
+	if s.cfg.AutoRemove {
+		if c, err := s.rt.Find(s.id); err == nil {
+			c.Remove(context.Background(), runtime.RemoveOptions{})
+		}
+	}
+}
+
+// stopRequested reports the user stopped the container (berth writes the
+// stop file before it signals).
+func (s *shim) stopRequested() bool {
+	_, err := os.Stat(filepath.Join(s.dir, "stop"))
+	return err == nil
+}
+
+// sleepUnlessStopped waits d, or less when the user stops the container;
+// it reports whether to go on restarting.
+func (s *shim) sleepUnlessStopped(d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if s.stopRequested() {
+			return false
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return true
+		}
+		time.Sleep(min(left, 50*time.Millisecond))
+	}
+}
+
+// reap waits for init to exit and returns how it did, with its output
+// drained and its cgroup gone.
+func (s *shim) reap(run *running) *linux.Exit {
 	werr := run.cmd.Wait()
 	done := make(chan struct{})
 	go func() { run.copies.Wait(); close(done) }()
@@ -328,17 +399,10 @@ func (s *shim) supervise(run *running) {
 		s.cg.Kill() // the kernel ends a PID namespace with its init; stragglers
 	}
 	s.cg.Delete()
-	st := run.st
-	st.Status = "exited"
-	s.record(st, ex)
 	if run.log != nil {
 		run.log.Close()
 	}
-	if s.cfg.AutoRemove {
-		if c, err := s.rt.Find(s.id); err == nil {
-			c.Remove(context.Background(), runtime.RemoveOptions{})
-		}
-	}
+	return ex
 }
 
 // record writes exit.json, then state.json (readers check the exit is
