@@ -86,6 +86,8 @@ type ContainerSpec struct {
 	ShmSize    int64    // bytes of /dev/shm; 0 = 64 MiB
 	GroupAdd   []string // supplementary groups (group_add)
 	AutoRemove bool     // --rm: removed when it exits
+	OpenStdin  bool     // -i: the container's stdin stays open for attach
+	StdinOnce  bool     // close it when the first attached client ends its input
 }
 
 // RootfsSpec names the image snapshot chain the container's upper dir sits on.

@@ -5,56 +5,81 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"time"
+	"net"
 
 	"berth.dev/berth/internal/errdefs"
 	"berth.dev/berth/runtime"
-	"berth.dev/berth/runtime/linux/logfile"
+	"berth.dev/berth/runtime/linux/ctl"
 )
 
-// Attach copies the output of the container's current run (from its start,
-// as the shim logged it) to s until the container stops. Attaching stdin
-// and terminals comes with the shim's control socket (runtime, part 2).
+// ErrDetached is returned by Attach when the client detached (its stdin
+// reader returned it, e.g. on the detach keys): the container runs on.
+var ErrDetached = errors.New("detached")
+
+// Attach connects to the container's shim and streams its output to s
+// until the run ends (the container stops), and s.Stdin to the
+// container's stdin when it was created with -i; s.Resize sizes its
+// terminal. Attach returns once the output is done, or ErrDetached.
 func (c *Container) Attach(ctx context.Context, s runtime.Stdio) error {
-	if s.Stdin != nil || s.Tty {
-		return fmt.Errorf("attach stdin or a terminal: %w", errLater)
+	return c.attach(ctx, s, false)
+}
+
+// AttachFromStart is Attach with the current run's output from its start
+// (as much as the shim keeps: 256 KiB): what run uses, since the command
+// may print before the CLI connects.
+func (c *Container) AttachFromStart(ctx context.Context, s runtime.Stdio) error {
+	return c.attach(ctx, s, true)
+}
+
+func (c *Container) attach(ctx context.Context, s runtime.Stdio, replay bool) error {
+	m, err := c.meta()
+	if err != nil {
+		return err
 	}
 	st, err := c.state()
+	if err != nil || !st.Shim.Alive() {
+		return errdefs.Conflictf("cannot attach to container %s: it is not running", m.Name)
+	}
+	conn, br, _, err := ctl.Dial(c.r.socketPath(c.id), ctl.Request{Op: ctl.OpAttach, Stdin: s.Stdin != nil, Replay: replay})
 	if err != nil {
-		return err
+		return fmt.Errorf("attach to %s: %w", m.Name, err)
 	}
-	r, err := logfile.OpenReader(filepath.Join(c.dir(), logDir, logName), st.LogOffset)
-	if errors.Is(err, os.ErrNotExist) {
-		return errdefs.Unavailablef("container has no log to attach to (logging driver none)")
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	detached := make(chan struct{})
+	if s.Stdin != nil {
+		go func() {
+			_, err := io.Copy(conn, s.Stdin)
+			if errors.Is(err, ErrDetached) {
+				close(detached)
+				conn.Close()
+				return
+			}
+			conn.CloseWrite()
+		}()
 	}
-	if err != nil {
-		return err
+	if s.Resize != nil {
+		go func() {
+			for ws := range s.Resize {
+				if rc, _, _, err := ctl.Dial(c.r.socketPath(c.id), ctl.Request{Op: ctl.OpResize, Rows: ws.Rows, Cols: ws.Cols}); err == nil {
+					rc.Close()
+				}
+			}
+		}()
 	}
-	defer r.Close()
-	emit := func(e logfile.Entry) error {
-		w := s.Stdout
-		if e.Stream == "stderr" {
-			w = s.Stderr
-		}
-		if w == nil {
-			return nil
-		}
-		_, err := io.WriteString(w, e.Log)
-		return err
+	err = ctl.ReadFrames(br, s.Stdout, s.Stderr)
+	select {
+	case <-detached:
+		return ErrDetached
+	default:
 	}
-	for {
-		if err := r.Drain(emit); err != nil {
-			return err
-		}
-		// Only the shim writes the log: once it is gone, nothing more comes.
-		if !st.Shim.Alive() {
-			return r.Drain(emit)
-		}
-		if ctx.Err() != nil {
-			return errdefs.ErrCanceled
-		}
-		st.Shim.WaitGone(ctx, 50*time.Millisecond)
+	if ctx.Err() != nil {
+		return errdefs.ErrCanceled
 	}
+	var ne net.Error
+	if err != nil && !errors.As(err, &ne) {
+		return fmt.Errorf("attach to %s: %w", m.Name, err)
+	}
+	return nil
 }

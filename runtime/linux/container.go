@@ -140,7 +140,14 @@ func (c *Container) Info(ctx context.Context) (runtime.Info, error) {
 // Start spawns the shim and returns once the command was exec'd in the
 // container, or with the reason it could not be (a *StartError carrying
 // Docker's 125/126/127). Starting a running container does nothing.
-func (c *Container) Start(ctx context.Context) error {
+func (c *Container) Start(ctx context.Context) error { return c.start(ctx, false) }
+
+// StartAttach is Start for a caller that attaches right after (run,
+// start -a): the shim then keeps the run's output for it even when the
+// command is over before it connects.
+func (c *Container) StartAttach(ctx context.Context) error { return c.start(ctx, true) }
+
+func (c *Container) start(ctx context.Context, attach bool) error {
 	info, err := c.Info(ctx)
 	if err != nil {
 		return err
@@ -169,7 +176,7 @@ func (c *Container) Start(ctx context.Context) error {
 			return nil
 		}
 	}
-	return c.r.spawnShim(ctx, m, lock.f)
+	return c.r.spawnShim(ctx, m, lock.f, attach)
 }
 
 // Stop sends the stop signal, waits up to timeout, then SIGKILL; it marks

@@ -33,6 +33,9 @@ const (
 	ShimLockFD   = 5
 )
 
+// SocketPath is where the shim of container id listens (ctl).
+func (r *Runtime) SocketPath(id string) string { return r.socketPath(id) }
+
 func (r *Runtime) socketPath(id string) string {
 	return filepath.Join(r.root.RunDir, "s", id[:12]+".sock")
 }
@@ -40,7 +43,7 @@ func (r *Runtime) socketPath(id string) string {
 // spawnShim writes config.json and starts `berth _shim` from a sealed copy
 // of the binary, in a new session with stdio on /dev/null; it returns when
 // the shim reports the command exec'd (or why not).
-func (r *Runtime) spawnShim(ctx context.Context, m *Meta, lock *os.File) error {
+func (r *Runtime) spawnShim(ctx context.Context, m *Meta, lock *os.File, attach bool) error {
 	mounts, err := r.snaps.Mounts(ctx, SnapshotKey(m.ID))
 	if err != nil {
 		return fmt.Errorf("start %s: snapshot: %w", m.Name, err)
@@ -49,6 +52,7 @@ func (r *Runtime) spawnShim(ctx context.Context, m *Meta, lock *os.File) error {
 	if err != nil {
 		return err
 	}
+	cfg.AwaitAttach = attach
 	// config.json and the /etc files are made anew at every start and read
 	// only by this start: written whole, but not fsynced.
 	if err := writeEtcFiles(r.dir(m.ID), m.Spec); err != nil {

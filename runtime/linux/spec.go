@@ -78,14 +78,20 @@ func seccompFilter(s runtime.ContainerSpec) ([]byte, error) {
 // ShimConfig is config.json: what the shim needs to start the container,
 // resolved by Start from the record and the image snapshot.
 type ShimConfig struct {
-	Name       string                `json:"name"`
-	Init       initproc.Config       `json:"init"`
-	Cloneflags uintptr               `json:"cloneflags"`
-	Resources  cgroups.Resources     `json:"resources"`
-	CgroupPath [2]string             `json:"cgroup"` // parent, id
-	AutoRemove bool                  `json:"auto_remove,omitempty"`
-	Log        runtime.LogConfig     `json:"log"`
-	Restart    runtime.RestartPolicy `json:"restart"`
+	Name       string            `json:"name"`
+	Init       initproc.Config   `json:"init"`
+	Cloneflags uintptr           `json:"cloneflags"`
+	Resources  cgroups.Resources `json:"resources"`
+	CgroupPath [2]string         `json:"cgroup"` // parent, id
+	AutoRemove bool              `json:"auto_remove,omitempty"`
+	Tty        bool              `json:"tty,omitempty"`
+	OpenStdin  bool              `json:"open_stdin,omitempty"`
+	StdinOnce  bool              `json:"stdin_once,omitempty"`
+	// AwaitAttach: the starter attaches next; the shim waits for it (a
+	// few seconds at most) before it ends, so no output is lost.
+	AwaitAttach bool                  `json:"await_attach,omitempty"`
+	Log         runtime.LogConfig     `json:"log"`
+	Restart     runtime.RestartPolicy `json:"restart"`
 }
 
 // buildShimConfig turns a record into the shim's config.
@@ -152,6 +158,7 @@ func (r *Runtime) buildShimConfig(m *Meta, mounts []image.Mount) (*ShimConfig, e
 		NoNewPrivs:  p.NoNewPrivileges,
 		OOMScoreAdj: p.OOMScoreAdj,
 		Init:        s.Init,
+		Tty:         p.Terminal,
 		CgroupNS:    cgroups.UnifiedHost(),
 		Loopback:    privateNet,
 	}
@@ -174,6 +181,9 @@ func (r *Runtime) buildShimConfig(m *Meta, mounts []image.Mount) (*ShimConfig, e
 		Resources:  resourcesOf(s),
 		CgroupPath: [2]string{r.cgParent, m.ID},
 		AutoRemove: s.AutoRemove,
+		Tty:        p.Terminal,
+		OpenStdin:  s.OpenStdin,
+		StdinOnce:  s.StdinOnce,
 		Log:        s.Log,
 		Restart:    s.Restart,
 	}, nil

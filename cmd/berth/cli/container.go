@@ -63,7 +63,7 @@ func newContainerCmd(g *globals) *cobra.Command {
 	}
 	cmd.AddCommand(newRunCmd(g, true), newRunCmd(g, false), newStartCmd(g), newStopCmd(g), newKillCmd(g),
 		newRmCmd(g), newPsCmd(g), newInspectCmd(g), newWaitCmd(g), newTopCmd(g), newRenameCmd(g),
-		newExecCmd(g), newLogsCmd(g), newStatsCmd(g), newPauseCmd(g), newUnpauseCmd(g),
+		newExecCmd(g), newAttachCmd(g), newLogsCmd(g), newStatsCmd(g), newPauseCmd(g), newUnpauseCmd(g),
 		newCpCmd(g), newDiffCmd(g), newExportCmd(g), newCommitCmd(g))
 	return cmd
 }
@@ -86,7 +86,9 @@ func newStartCmd(g *globals) *cobra.Command {
 			var errs []error
 			for _, ref := range args {
 				c, err := rt.Find(ref)
-				if err == nil {
+				if err == nil && attach {
+					err = c.StartAttach(ctx)
+				} else if err == nil {
 					err = c.Start(ctx)
 				}
 				if err != nil {
@@ -100,7 +102,7 @@ func newStartCmd(g *globals) *cobra.Command {
 					fmt.Fprintln(g.stdout, ref)
 					continue
 				}
-				if err := c.Attach(ctx, runtime.Stdio{Stdout: g.stdout, Stderr: g.stderr}); err != nil && !errdefs.IsCanceled(err) {
+				if err := c.AttachFromStart(ctx, runtime.Stdio{Stdout: g.stdout, Stderr: g.stderr}); err != nil && !errdefs.IsCanceled(err) {
 					return err
 				}
 				ex, err := c.Wait(ctx)

@@ -42,6 +42,8 @@ func imageName(store *local.Store, id digest.Digest) string {
 // createOpts are the flags of run and create.
 type createOpts struct {
 	detach, rm, readOnly, privileged, init, interactive, tty bool
+	sigProxy                                                 bool
+	detachKeys                                               string
 	name, workdir, user, hostname, domainname, entrypoint    string
 	restart, memory, memorySwap, shmSize, stopSignal         string
 	network, cpusetCpus, cpusetMems                          string
@@ -78,8 +80,10 @@ func newRunCmd(g *globals, run bool) *cobra.Command {
 		f.BoolVarP(&o.detach, "detach", "d", false, "Run container in background and print container ID")
 		f.BoolVar(&o.rm, "rm", false, "Automatically remove the container when it exits")
 	}
-	f.BoolVarP(&o.interactive, "interactive", "i", false, "Keep STDIN open (runtime part 2)")
-	f.BoolVarP(&o.tty, "tty", "t", false, "Allocate a pseudo-TTY (runtime part 2)")
+	f.BoolVarP(&o.interactive, "interactive", "i", false, "Keep STDIN open even if not attached")
+	f.BoolVarP(&o.tty, "tty", "t", false, "Allocate a pseudo-TTY (from the container's own devpts)")
+	f.StringVar(&o.detachKeys, "detach-keys", "ctrl-p,ctrl-q", "Key sequence for detaching a container")
+	f.BoolVar(&o.sigProxy, "sig-proxy", true, "Proxy received signals to the process (non-TTY mode only)")
 	f.StringVar(&o.name, "name", "", "Assign a name to the container")
 	f.StringArrayVarP(&o.env, "env", "e", nil, "Set environment variables")
 	f.StringArrayVar(&o.envFiles, "env-file", nil, "Read in a file of environment variables")
@@ -118,9 +122,6 @@ func newRunCmd(g *globals, run bool) *cobra.Command {
 
 // runContainer is run and create.
 func (g *globals) runContainer(ctx context.Context, o *createOpts, ref string, cmdArgs []string, run bool) error {
-	if o.interactive || o.tty {
-		return errUsage("-i and -t need the shim's attach channel, which lands with the runtime's part 2; run without them or with -d")
-	}
 	rt, store, err := g.openRuntime()
 	if err != nil {
 		return err
@@ -147,6 +148,9 @@ func (g *globals) runContainer(ctx context.Context, o *createOpts, ref string, c
 	spec.ImageRef = ref
 	spec.Rootfs.ChainID = chain
 	spec.AutoRemove = o.rm && o.detach
+	spec.OpenStdin = o.interactive
+	spec.StdinOnce = o.interactive && !o.detach
+	spec.OCI.Process.Terminal = o.tty
 	var c runtime.Container
 	if run {
 		c, err = rt.CreateTransient(ctx, spec)
@@ -161,7 +165,12 @@ func (g *globals) runContainer(ctx context.Context, o *createOpts, ref string, c
 		fmt.Fprintln(g.stdout, c.ID())
 		return nil
 	}
-	serr := c.Start(ctx)
+	var serr error
+	if o.detach {
+		serr = c.Start(ctx)
+	} else {
+		serr = lc.StartAttach(ctx)
+	}
 	failpoint.Hit("run-started")
 	if serr == nil || !o.rm {
 		lc.MarkCreated()
@@ -176,7 +185,12 @@ func (g *globals) runContainer(ctx context.Context, o *createOpts, ref string, c
 		fmt.Fprintln(g.stdout, c.ID())
 		return nil
 	}
-	aerr := c.Attach(ctx, runtime.Stdio{Stdout: g.stdout, Stderr: g.stderr})
+	// Attached: ^C goes to the container (--sig-proxy), not to us.
+	ctx = context.WithoutCancel(ctx)
+	aerr := g.attach(ctx, lc, o.interactive, o.tty, o.sigProxy, o.detachKeys, true)
+	if errors.Is(aerr, linux.ErrDetached) {
+		return nil // it runs on
+	}
 	if aerr != nil && !errdefs.IsCanceled(aerr) {
 		return aerr
 	}

@@ -56,6 +56,7 @@ type Config struct {
 	Rlimits     []Rlimit
 	OOMScoreAdj *int
 	Init        bool // PID 1 is a built-in reaper; the command is its child
+	Tty         bool // the command gets a terminal made in the container's devpts
 	CgroupNS    bool // unshare the cgroup namespace once in the cgroup (v2)
 	Loopback    bool // bring lo up (a private network namespace)
 }
@@ -164,6 +165,11 @@ func start(cfg *Config) *Failure {
 	}
 	if err := ApplyRlimits(cfg.Rlimits); err != nil {
 		return fail(125, "init: %v", err)
+	}
+	if cfg.Tty {
+		if err := consoleTerminal(); err != nil {
+			return fail(125, "init: terminal: %v", err)
+		}
 	}
 	return launch(cfg, true, readOnly)
 }

@@ -26,6 +26,7 @@ import (
 	"berth.dev/berth/runtime"
 	"berth.dev/berth/runtime/linux"
 	"berth.dev/berth/runtime/linux/cgroups"
+	"berth.dev/berth/runtime/linux/ctl"
 	"berth.dev/berth/runtime/linux/initproc"
 	"berth.dev/berth/runtime/linux/logfile"
 	"berth.dev/berth/runtime/linux/restart"
@@ -86,6 +87,7 @@ type shim struct {
 	dir  string
 	cfg  linux.ShimConfig
 	cg   *cgroups.Cgroup
+	hub  *hub
 
 	restarts int // of this container since its start by the user
 }
@@ -113,6 +115,13 @@ func (s *shim) run(report *os.File) error {
 		sendReport(report, linux.ShimReport{Code: 125, Msg: "shim: " + err.Error()})
 		return err
 	}
+	s.hub = newHub(s.cfg.Tty, s.cfg.StdinOnce)
+	l, err := s.hub.serve(s.rt.SocketPath(s.id))
+	if err != nil {
+		sendReport(report, linux.ShimReport{Code: 125, Msg: "shim: control socket: " + err.Error()})
+		return err
+	}
+	defer func() { l.Close(); os.Remove(s.rt.SocketPath(s.id)) }()
 	started, err := s.start()
 	if err != nil {
 		var f *initproc.Failure
@@ -134,8 +143,55 @@ type running struct {
 	cmd    *exec.Cmd
 	st     linux.State
 	copies sync.WaitGroup
-	pipes  []*os.File
+	pipes  []*os.File // our read ends of the output (or the pty master)
+	stdin  *os.File   // our write end of the container's stdin pipe
+	master *os.File   // the pty master, with a terminal
 	log    *logfile.Writer
+}
+
+// awaitExec reads the sync socket until EOF (init exec'd the command) or a
+// failure; with a terminal, init first sends the pty master (SCM_RIGHTS).
+func (s *shim) awaitExec(cmd *exec.Cmd, syncP *os.File, run *running) error {
+	buf := make([]byte, 64<<10)
+	oob := make([]byte, unix.CmsgSpace(4))
+	fd := int(syncP.Fd())
+	for {
+		n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || (n == 0 && oobn == 0) {
+			if s.cfg.Tty && run.master == nil && err == nil {
+				cmd.Wait()
+				return &initproc.Failure{Code: 125, Msg: errNoPty.Error()}
+			}
+			return nil // EOF: the command runs
+		}
+		if oobn > 0 {
+			msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+			for _, m := range msgs {
+				if fds, err := unix.ParseUnixRights(&m); err == nil {
+					for i, f := range fds {
+						if i == 0 && run.master == nil {
+							run.master = os.NewFile(uintptr(f), "pty master")
+						} else {
+							unix.Close(f)
+						}
+					}
+				}
+			}
+			continue
+		}
+		var f initproc.Failure
+		if json.Unmarshal(buf[:n], &f) != nil || f.Code == 0 {
+			f = initproc.Failure{Code: 125, Msg: string(buf[:n])}
+		}
+		cmd.Wait()
+		if run.master != nil {
+			run.master.Close()
+		}
+		return &f
+	}
 }
 
 // start creates the cgroup, starts init, puts it in the cgroup, says go,
@@ -179,7 +235,7 @@ func (s *shim) start() (*running, error) {
 	}
 	run := &running{}
 	var err error
-	var out, errw *os.File
+	var in, out, errw *os.File
 	var logOff int64
 	if s.cfg.Log.Driver != "none" {
 		run.log, err = logfile.Open(filepath.Join(s.dir, "log", "json.log"))
@@ -187,6 +243,11 @@ func (s *shim) start() (*running, error) {
 			return nil, err
 		}
 		logOff = run.log.Size()
+	}
+	// With a terminal, init makes it inside the container and hands the
+	// master over the sync socket; else stdout and stderr are pipes (and
+	// stdin one too when it is kept open).
+	if !s.cfg.Tty {
 		var outR, errR *os.File
 		if outR, out, err = os.Pipe(); err != nil {
 			return nil, err
@@ -195,6 +256,11 @@ func (s *shim) start() (*running, error) {
 			return nil, err
 		}
 		run.pipes = []*os.File{outR, errR}
+		if s.cfg.OpenStdin {
+			if in, run.stdin, err = os.Pipe(); err != nil {
+				return nil, err
+			}
+		}
 	}
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -213,6 +279,7 @@ func (s *shim) start() (*running, error) {
 		Path:       "/proc/self/exe",
 		Args:       []string{"berth", "_init"},
 		Env:        []string{},
+		Stdin:      in,
 		Stdout:     out,
 		Stderr:     errw,
 		ExtraFiles: []*os.File{syncC, specR},
@@ -236,9 +303,10 @@ func (s *shim) start() (*running, error) {
 	}
 	syncC.Close()
 	specR.Close()
-	if out != nil {
-		out.Close()
-		errw.Close()
+	for _, f := range []*os.File{in, out, errw} {
+		if f != nil {
+			f.Close() // the child's ends
+		}
 	}
 	if err != nil {
 		specW.Close()
@@ -268,26 +336,33 @@ func (s *shim) start() (*running, error) {
 	if _, err := syncP.Write([]byte{'g'}); err != nil {
 		return fail(fmt.Errorf("init exited before setup: %w", err))
 	}
-	buf := make([]byte, 64<<10)
-	n, _ := syncP.Read(buf)
-	if n > 0 {
-		var f initproc.Failure
-		if json.Unmarshal(buf[:n], &f) != nil || f.Code == 0 {
-			f = initproc.Failure{Code: 125, Msg: string(buf[:n])}
-		}
-		cmd.Wait()
-		return nil, &f
+	if err := s.awaitExec(cmd, syncP, run); err != nil {
+		return nil, err
 	}
 	ok = true
-	if run.log != nil {
-		for i, stream := range []string{"stdout", "stderr"} {
-			p := run.pipes[i]
-			run.copies.Add(1)
-			go func() {
-				defer run.copies.Done()
-				run.log.Copy(stream, p)
-			}()
+	input := run.stdin
+	if run.master != nil {
+		run.pipes = []*os.File{run.master}
+		if s.cfg.OpenStdin {
+			input = run.master
 		}
+	}
+	s.hub.begin(input, run.master)
+	for i, p := range run.pipes {
+		stream, b := "stdout", byte(ctl.Stdout)
+		if i == 1 {
+			stream, b = "stderr", ctl.Stderr
+		}
+		run.copies.Add(1)
+		go func() {
+			defer run.copies.Done()
+			src := io.TeeReader(p, s.hub.writer(b))
+			if run.log != nil {
+				run.log.Copy(stream, src)
+			} else {
+				io.Copy(io.Discard, src)
+			}
+		}()
 	}
 	run.st = linux.State{Status: "running", Init: initProc, Shim: linux.SelfProc(), StartedAt: time.Now().UTC(), LogOffset: logOff, Restarts: s.restarts}
 	if err := state.WriteJSONVolatile(filepath.Join(s.dir, "state.json"), run.st, 0o600); err != nil {
@@ -334,6 +409,9 @@ func (s *shim) supervise(run *running) {
 		m.Started(next.st.StartedAt)
 		run = next
 	}
+	if s.cfg.AwaitAttach {
+		s.hub.awaitServed(5 * time.Second)
+	}
 	if s.cfg.AutoRemove {
 		if c, err := s.rt.Find(s.id); err == nil {
 			c.Remove(context.Background(), runtime.RemoveOptions{})
@@ -378,6 +456,13 @@ func (s *shim) reap(run *running) *linux.Exit {
 		}
 		<-done
 	}
+	for _, p := range run.pipes {
+		p.Close()
+	}
+	if run.stdin != nil {
+		run.stdin.Close()
+	}
+	s.hub.end()
 	ex := &linux.Exit{ExitedAt: time.Now().UTC()}
 	var ee *exec.ExitError
 	if errors.As(werr, &ee) {
