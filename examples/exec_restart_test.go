@@ -137,3 +137,35 @@ func logTimes(t *testing.T, root, id string) []time.Time {
 	}
 	return out
 }
+
+// TestHealthcheckMustTrackTheProbe: CMD-SHELL "test -f /tmp/ok" goes
+// starting → healthy once the file appears, unhealthy after the retries
+// once it is removed; inspect keeps the last probes.
+func TestHealthcheckMustTrackTheProbe(t *testing.T) {
+	r := testutil.NewRoot(t)
+	r.Must("container", "run", "-d", "--name", "hc", "--health-cmd", "test -f /tmp/ok", "--health-interval", "100ms",
+		"--health-retries", "3", "--health-start-period", "10s", "--health-start-interval", "100ms", "busybox", "sleep", "1000")
+	defer r.Run("container", "rm", "-f", "hc")
+	health := func() string {
+		return strings.TrimSpace(r.Must("container", "inspect", "-f", "{{.State.Health.Status}}", "hc"))
+	}
+	time.Sleep(400 * time.Millisecond) // failing probes inside the start period
+	if h := health(); h != "starting" {
+		t.Fatalf("inside the start period with failing probes: %s, want starting", h)
+	}
+	r.Must("container", "exec", "hc", "touch", "/tmp/ok")
+	testutil.Eventually(t, func() bool { return health() == "healthy" }, 10*time.Second, "healthy")
+	if st := r.Must("container", "ls"); !strings.Contains(st, "(healthy)") {
+		t.Errorf("ps does not show the health: %s", st)
+	}
+	r.Must("container", "exec", "hc", "rm", "/tmp/ok")
+	testutil.Eventually(t, func() bool { return health() == "unhealthy" }, 10*time.Second, "unhealthy")
+	var h struct {
+		FailingStreak int
+		Log           []struct{ ExitCode int }
+	}
+	json.Unmarshal([]byte(r.Must("container", "inspect", "-f", "{{json .State.Health}}", "hc")), &h)
+	if h.FailingStreak < 3 || len(h.Log) == 0 || len(h.Log) > 5 || h.Log[len(h.Log)-1].ExitCode != 1 {
+		t.Errorf("health record: %+v", h)
+	}
+}

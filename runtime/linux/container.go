@@ -14,6 +14,7 @@ import (
 	"berth.dev/berth/internal/state"
 	"berth.dev/berth/runtime"
 	"berth.dev/berth/runtime/linux/cgroups"
+	"berth.dev/berth/runtime/linux/health"
 )
 
 // Container is one container of a Runtime.
@@ -111,6 +112,9 @@ func (c *Container) Info(ctx context.Context) (runtime.Info, error) {
 	case st.Status == "running" && st.Init.Alive():
 		info.Status = runtime.StatusRunning
 		info.Pid = st.Init.Pid
+		if st.Health != nil {
+			info.Health = st.Health.Status
+		}
 		return info, nil
 	case st.Status == "running" && st.Shim.Alive():
 		// The process just ended; its shim is recording the exit.
@@ -135,6 +139,16 @@ func (c *Container) Info(ctx context.Context) (runtime.Info, error) {
 		}
 	}
 	return info, nil
+}
+
+// HealthStatus is the current run's healthcheck status with its last
+// probes, nil without a healthcheck or when not running.
+func (c *Container) HealthStatus() *health.Status {
+	st, err := c.state()
+	if err != nil || st.Status != "running" {
+		return nil
+	}
+	return st.Health
 }
 
 // Start spawns the shim and returns once the command was exec'd in the

@@ -137,7 +137,9 @@ func (c *Container) Exec(ctx context.Context, p runtime.ProcessSpec, s runtime.S
 		return runtime.ExitStatus{}, nil
 	}
 	copies := io0.copy(s)
+	stop := context.AfterFunc(ctx, func() { cmd.Process.Kill() }) // a timeout ends it
 	werr := cmd.Wait()
+	stop()
 	io0.finish(copies)
 	var ex runtime.ExitStatus
 	var ee *exec.ExitError

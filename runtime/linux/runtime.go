@@ -25,6 +25,7 @@ import (
 	"berth.dev/berth/runtime"
 	"berth.dev/berth/runtime/linux/cgroups"
 	"berth.dev/berth/runtime/linux/exeseal"
+	"berth.dev/berth/runtime/linux/health"
 )
 
 // Files of a container dir.
@@ -136,6 +137,8 @@ type State struct {
 	LogOffset int64     `json:"log_offset"`
 	Restarts  int       `json:"restarts"`
 	Error     string    `json:"error,omitempty"`
+	// Health is the current run's healthcheck status (shim-written).
+	Health *health.Status `json:"health,omitempty"`
 }
 
 func (r *Runtime) dir(id string) string { d, _ := r.root.ContainerDir(id); return d }

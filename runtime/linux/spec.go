@@ -90,6 +90,7 @@ type ShimConfig struct {
 	// AwaitAttach: the starter attaches next; the shim waits for it (a
 	// few seconds at most) before it ends, so no output is lost.
 	AwaitAttach bool                  `json:"await_attach,omitempty"`
+	Health      *runtime.HealthCheck  `json:"health,omitempty"`
 	Log         runtime.LogConfig     `json:"log"`
 	Restart     runtime.RestartPolicy `json:"restart"`
 }
@@ -184,6 +185,7 @@ func (r *Runtime) buildShimConfig(m *Meta, mounts []image.Mount) (*ShimConfig, e
 		Tty:        p.Terminal,
 		OpenStdin:  s.OpenStdin,
 		StdinOnce:  s.StdinOnce,
+		Health:     s.Health,
 		Log:        s.Log,
 		Restart:    s.Restart,
 	}, nil

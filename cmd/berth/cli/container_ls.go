@@ -157,7 +157,15 @@ func (g *globals) psRow(rt *linux.Runtime, store *local.Store, in runtime.Info) 
 func statusText(in runtime.Info) string {
 	switch in.Status {
 	case runtime.StatusRunning:
-		return "Up " + units.HumanDuration(time.Since(in.StartedAt))
+		up := "Up " + units.HumanDuration(time.Since(in.StartedAt))
+		if in.Health != "" {
+			up += " (" + map[string]string{"starting": "health: starting"}[in.Health]
+			if in.Health != "starting" {
+				up += in.Health
+			}
+			up += ")"
+		}
+		return up
 	case runtime.StatusRestarting:
 		if in.Exit != nil {
 			return fmt.Sprintf("Restarting (%d) %s ago", in.Exit.Code, units.HumanDuration(time.Since(in.Exit.ExitedAt)))
@@ -262,6 +270,9 @@ func inspectDoc(ctx context.Context, c *linux.Container, store *local.Store) (ma
 		"Status": info.Status.String(), "Running": info.Status == runtime.StatusRunning, "Paused": false,
 		"Restarting": false, "OOMKilled": false, "Dead": false, "Pid": info.Pid, "ExitCode": 0,
 		"Error": info.Error, "StartedAt": zeroTime(info.StartedAt), "FinishedAt": "0001-01-01T00:00:00Z",
+	}
+	if h := c.HealthStatus(); h != nil {
+		st["Health"] = h
 	}
 	if info.Exit != nil {
 		st["ExitCode"] = info.Exit.Code

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -54,6 +55,7 @@ type createOpts struct {
 	env, envFiles, labels, capAdd, capDrop, securityOpt      []string
 	ulimits, sysctls, tmpfs, groupAdd, volumes               []string
 	setOOM                                                   bool
+	health                                                   healthFlags
 }
 
 func newRunCmd(g *globals, run bool) *cobra.Command {
@@ -117,6 +119,7 @@ func newRunCmd(g *globals, run bool) *cobra.Command {
 	f.StringArrayVar(&o.groupAdd, "group-add", nil, "Add additional groups to join")
 	f.StringVar(&o.network, "network", "", "Network mode: none | host (default: a private network namespace with loopback only)")
 	f.StringArrayVarP(&o.volumes, "volume", "v", nil, "Bind mount a volume (HOST:CONTAINER[:ro])")
+	o.health.register(f)
 	return cmd
 }
 
@@ -143,6 +146,15 @@ func (g *globals) runContainer(ctx context.Context, o *createOpts, ref string, c
 	}
 	for _, w := range warnings {
 		fmt.Fprintln(g.stderr, "berth: warning:", w)
+	}
+	var imageHC *runtime.HealthCheck
+	if rc, err := store.Content().Open(ctx, img.ID); err == nil {
+		raw, _ := io.ReadAll(io.LimitReader(rc, 4<<20))
+		rc.Close()
+		imageHC = imageHealthcheck(raw)
+	}
+	if spec.Health, err = o.health.check(imageHC); err != nil {
+		return usageError{err}
 	}
 	spec.Image = img.ID
 	spec.ImageRef = ref

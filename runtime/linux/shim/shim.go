@@ -27,6 +27,7 @@ import (
 	"berth.dev/berth/runtime/linux"
 	"berth.dev/berth/runtime/linux/cgroups"
 	"berth.dev/berth/runtime/linux/ctl"
+	"berth.dev/berth/runtime/linux/health"
 	"berth.dev/berth/runtime/linux/initproc"
 	"berth.dev/berth/runtime/linux/logfile"
 	"berth.dev/berth/runtime/linux/restart"
@@ -90,6 +91,10 @@ type shim struct {
 	hub  *hub
 
 	restarts int // of this container since its start by the user
+
+	mu     sync.Mutex     // state.json writes: supervise and the prober
+	last   linux.State    // what state.json says, but health
+	health *health.Status // the current run's, nil without a healthcheck
 }
 
 // sendReport answers the starter once the start is recorded, and lets go
@@ -147,6 +152,8 @@ type running struct {
 	stdin  *os.File   // our write end of the container's stdin pipe
 	master *os.File   // the pty master, with a terminal
 	log    *logfile.Writer
+
+	stopProbe context.CancelFunc
 }
 
 // awaitExec reads the sync socket until EOF (init exec'd the command) or a
@@ -365,9 +372,18 @@ func (s *shim) start() (*running, error) {
 		}()
 	}
 	run.st = linux.State{Status: "running", Init: initProc, Shim: linux.SelfProc(), StartedAt: time.Now().UTC(), LogOffset: logOff, Restarts: s.restarts}
-	if err := state.WriteJSONVolatile(filepath.Join(s.dir, "state.json"), run.st, 0o600); err != nil {
+	s.mu.Lock()
+	s.health = nil
+	if health.Enabled(s.cfg.Health) {
+		s.health = &health.Status{Status: health.Starting}
+	}
+	s.mu.Unlock()
+	if err := s.record(run.st, nil); err != nil {
 		return fail(err)
 	}
+	var probeCtx context.Context
+	probeCtx, run.stopProbe = context.WithCancel(context.Background())
+	go s.probe(probeCtx)
 	return run, nil
 }
 
@@ -446,6 +462,7 @@ func (s *shim) sleepUnlessStopped(d time.Duration) bool {
 // drained and its cgroup gone.
 func (s *shim) reap(run *running) *linux.Exit {
 	werr := run.cmd.Wait()
+	run.stopProbe()
 	done := make(chan struct{})
 	go func() { run.copies.Wait(); close(done) }()
 	select {
@@ -492,9 +509,70 @@ func (s *shim) reap(run *running) *linux.Exit {
 
 // record writes exit.json, then state.json (readers check the exit is
 // newer than the start).
-func (s *shim) record(st linux.State, ex *linux.Exit) {
+func (s *shim) record(st linux.State, ex *linux.Exit) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if ex != nil {
 		state.WriteJSONVolatile(filepath.Join(s.dir, "exit.json"), ex, 0o600)
 	}
-	state.WriteJSONVolatile(filepath.Join(s.dir, "state.json"), st, 0o600)
+	s.last = st
+	if st.Status == "running" {
+		st.Health = s.health
+	}
+	return state.WriteJSONVolatile(filepath.Join(s.dir, "state.json"), st, 0o600)
+}
+
+// recordHealth stores a probe's outcome in state.json (the shim is its
+// only writer; record and this take turns).
+func (s *shim) recordHealth(h health.Status) {
+	s.mu.Lock()
+	s.health = &h
+	st := s.last
+	s.mu.Unlock()
+	if st.Status == "running" {
+		s.record(st, nil)
+	}
+}
+
+// probe runs the container's healthcheck for one run, until ctx ends.
+func (s *shim) probe(ctx context.Context) {
+	hc := s.cfg.Health
+	if !health.Enabled(hc) {
+		return
+	}
+	c, err := s.rt.Find(s.id)
+	if err != nil {
+		return
+	}
+	execFn := func(ctx context.Context, argv []string) (int, []byte, error) {
+		var out capBuf
+		st, err := c.Exec(ctx, runtime.ProcessSpec{Args: argv}, runtime.Stdio{Stdout: &out, Stderr: &out})
+		var se *runtime.StartError
+		if errors.As(err, &se) {
+			return se.Code, []byte(se.Msg), nil
+		}
+		return st.Code, out.bytes(), err
+	}
+	health.Run(ctx, *hc, execFn, health.SystemClock, s.recordHealth)
+}
+
+// capBuf keeps the first bytes of a probe's output (both streams).
+type capBuf struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (c *capBuf) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if room := health.MaxOutputLen + 1 - len(c.b); room > 0 {
+		c.b = append(c.b, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+func (c *capBuf) bytes() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]byte(nil), c.b...)
 }
