@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -112,7 +113,11 @@ func TestRestartAlwaysMustSurviveItsShim(t *testing.T) {
 		syscallKill(pid)
 	}
 	syscallKill(row.Pid)
-	testutil.Eventually(t, func() bool { return len(processes(r.Path)) == 0 }, 5*time.Second, "the shim to die")
+	gone := func(pid int) bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		return err != nil || strings.Contains(string(b), ") Z ")
+	}
+	testutil.Eventually(t, func() bool { return len(processes(r.Path)) == 0 && gone(row.Pid) }, 5*time.Second, "the shim and the process to die")
 	res := r.Run("container", "ls", "--format", "json")
 	if !strings.Contains(res.Stderr, "started again") {
 		t.Errorf("the next command did not say it revived the container: %q", res.Stderr)

@@ -87,7 +87,10 @@ type ContainerSpec struct {
 	GroupAdd   []string // supplementary groups (group_add)
 	AutoRemove bool     // --rm: removed when it exits
 	OpenStdin  bool     // -i: the container's stdin stays open for attach
-	StdinOnce  bool     // close it when the first attached client ends its input
+	// ConsoleSize is the terminal's size when the command starts (-t); an
+	// attached client resizes it later.
+	ConsoleSize *Winsize
+	StdinOnce   bool // close it when the first attached client ends its input
 }
 
 // RootfsSpec names the image snapshot chain the container's upper dir sits on.

@@ -80,7 +80,7 @@ func applyChanges(cfg *ocispec.ImageConfig, changes []string) error {
 			}
 			cfg.Labels[k] = strings.Trim(v, `"`)
 		default:
-			return bad("berth import accepts CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME and WORKDIR")
+			return bad("berth accepts CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME and WORKDIR")
 		}
 	}
 	return nil

@@ -35,7 +35,7 @@ func BerthBinary(t testing.TB) string {
 		binPath = filepath.Join(dir, "berth")
 		// As make build: the CLI with the roles program appended.
 		for _, b := range [][2]string{{binPath + ".cli", "./cmd/berth"}, {binPath + ".roles", "./cmd/berth/roles/berth-roles"},
-			{binPath + ".pack", "./cmd/berth/roles/pack"}} {
+			{binPath + ".packer", "./cmd/berth/roles/pack"}} {
 			cmd := exec.Command("go", "build", "-o", b[0], b[1])
 			cmd.Dir = mod
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -44,7 +44,7 @@ func BerthBinary(t testing.TB) string {
 				return
 			}
 		}
-		if out, err := exec.Command(binPath+".pack", binPath+".cli", binPath+".roles", binPath).CombinedOutput(); err != nil {
+		if out, err := exec.Command(binPath+".packer", binPath+".cli", binPath+".roles", binPath).CombinedOutput(); err != nil {
 			binErr = &buildError{string(out)}
 		}
 	})

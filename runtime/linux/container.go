@@ -353,6 +353,11 @@ func (c *Container) Wait(ctx context.Context) (runtime.ExitStatus, error) {
 			return runtime.ExitStatus{}, err
 		}
 		if info.Status != runtime.StatusRunning && info.Status != runtime.StatusRestarting {
+			// The shim is done once it recorded the exit; let it finish
+			// (--rm, cleanup) so the caller sees the final state.
+			if st != nil && st.Shim.Pid != os.Getpid() && st.Shim.Alive() {
+				st.Shim.WaitGone(ctx, 5*time.Second)
+			}
 			if info.Exit == nil {
 				return runtime.ExitStatus{}, errdefs.Conflictf("container %s has not run", info.Name)
 			}

@@ -160,6 +160,8 @@ func (r *Runtime) buildShimConfig(m *Meta, mounts []image.Mount) (*ShimConfig, e
 		OOMScoreAdj: p.OOMScoreAdj,
 		Init:        s.Init,
 		Tty:         p.Terminal,
+		Rows:        consoleRows(s),
+		Cols:        consoleCols(s),
 		CgroupNS:    cgroups.UnifiedHost(),
 		Loopback:    privateNet,
 	}
@@ -274,4 +276,18 @@ func resolvConf() string {
 		out.WriteString(line + "\n")
 	}
 	return out.String()
+}
+
+func consoleRows(s runtime.ContainerSpec) uint16 {
+	if s.ConsoleSize == nil {
+		return 0
+	}
+	return s.ConsoleSize.Rows
+}
+
+func consoleCols(s runtime.ContainerSpec) uint16 {
+	if s.ConsoleSize == nil {
+		return 0
+	}
+	return s.ConsoleSize.Cols
 }

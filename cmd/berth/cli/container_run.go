@@ -163,6 +163,11 @@ func (g *globals) runContainer(ctx context.Context, o *createOpts, ref string, c
 	spec.OpenStdin = o.interactive
 	spec.StdinOnce = o.interactive && !o.detach
 	spec.OCI.Process.Terminal = o.tty
+	if in, ok := g.stdin.(*os.File); ok && o.tty && isTerminal(in) {
+		if ws, err := unix.IoctlGetWinsize(int(in.Fd()), unix.TIOCGWINSZ); err == nil {
+			spec.ConsoleSize = &runtime.Winsize{Rows: ws.Row, Cols: ws.Col}
+		}
+	}
 	var c runtime.Container
 	if run {
 		c, err = rt.CreateTransient(ctx, spec)

@@ -55,10 +55,11 @@ type Config struct {
 	Seccomp     []byte // the compiled filter (seccomp.Encode); nil: unconfined
 	Rlimits     []Rlimit
 	OOMScoreAdj *int
-	Init        bool // PID 1 is a built-in reaper; the command is its child
-	Tty         bool // the command gets a terminal made in the container's devpts
-	CgroupNS    bool // unshare the cgroup namespace once in the cgroup (v2)
-	Loopback    bool // bring lo up (a private network namespace)
+	Init        bool   // PID 1 is a built-in reaper; the command is its child
+	Tty         bool   // the command gets a terminal made in the container's devpts
+	Rows, Cols  uint16 // its size at start
+	CgroupNS    bool   // unshare the cgroup namespace once in the cgroup (v2)
+	Loopback    bool   // bring lo up (a private network namespace)
 }
 
 // Failure is what init reports on the sync socket when it cannot exec.
@@ -167,7 +168,7 @@ func start(cfg *Config) *Failure {
 		return fail(125, "init: %v", err)
 	}
 	if cfg.Tty {
-		if err := consoleTerminal(); err != nil {
+		if err := consoleTerminal(cfg.Rows, cfg.Cols); err != nil {
 			return fail(125, "init: terminal: %v", err)
 		}
 	}

@@ -13,7 +13,7 @@ import (
 // controlling terminal and /dev/console (checked to be a pty slave, major
 // 136: CVE-2025-52565), and whose master goes to the shim over the sync
 // socket. Runs after pivot_root, before the privilege drop.
-func consoleTerminal() error {
+func consoleTerminal(rows, cols uint16) error {
 	master, err := unix.Open("/dev/pts/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open /dev/pts/ptmx: %w", err)
@@ -21,6 +21,9 @@ func consoleTerminal() error {
 	defer unix.Close(master)
 	if err := unix.IoctlSetPointerInt(master, unix.TIOCSPTLCK, 0); err != nil {
 		return fmt.Errorf("unlock the pty: %w", err)
+	}
+	if rows > 0 && cols > 0 {
+		unix.IoctlSetWinsize(master, unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
 	}
 	r, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(master), uintptr(unix.TIOCGPTPEER), uintptr(unix.O_RDWR|unix.O_NOCTTY))
 	if e != 0 {
