@@ -111,6 +111,9 @@ func (c *Container) Info(ctx context.Context) (runtime.Info, error) {
 	switch {
 	case st.Status == "running" && st.Init.Alive():
 		info.Status = runtime.StatusRunning
+		if c.Paused() {
+			info.Status = runtime.StatusPaused
+		}
 		info.Pid = st.Init.Pid
 		if st.Health != nil {
 			info.Health = st.Health.Status
@@ -166,6 +169,9 @@ func (c *Container) start(ctx context.Context, attach bool) error {
 	if err != nil {
 		return err
 	}
+	if info.Status == runtime.StatusPaused {
+		return errdefs.Conflictf("cannot start container %s: it is paused: unpause it instead (berth container unpause %s)", info.Name, info.Name)
+	}
 	if info.Status == runtime.StatusRunning {
 		return nil
 	}
@@ -173,6 +179,7 @@ func (c *Container) start(ctx context.Context, attach bool) error {
 	if err != nil {
 		return err
 	}
+	c.clearPaused()
 	// A previous run's cgroup can be left when its shim was killed.
 	if cg, err := cgroups.Load(c.r.cgParent, c.id); err == nil {
 		cg.Kill()
@@ -186,7 +193,7 @@ func (c *Container) start(ctx context.Context, attach bool) error {
 		}
 		defer lock.unlock()
 		// Someone else may have started it while we waited.
-		if info, err := c.Info(ctx); err == nil && info.Status == runtime.StatusRunning {
+		if info, err := c.Info(ctx); err == nil && (info.Status == runtime.StatusRunning || info.Status == runtime.StatusPaused) {
 			return nil
 		}
 	}
@@ -229,7 +236,11 @@ func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
 			c.settle(ctx, st, 0)
 			return nil
 		}
-		if err := st.Init.Signal(sig); err == nil && timeout > 0 && st.Init.WaitGone(ctx, timeout) {
+		serr := st.Init.Signal(sig)
+		if serr == nil {
+			c.resumeAfterSignal() // a frozen process acts on no signal
+		}
+		if serr == nil && timeout > 0 && st.Init.WaitGone(ctx, timeout) {
 			c.settle(ctx, st, 0) // how it ended is its own business
 			continue
 		}
@@ -327,6 +338,15 @@ func (c *Container) Kill(ctx context.Context, sig unix.Signal) error {
 		}
 		return fmt.Errorf("kill %s: %w", m.Name, err)
 	}
+	// A paused container acts on a signal that ends it (as Docker, which
+	// resumes it); others wait for the unpause.
+	stopSig := m.Spec.StopSignal
+	if stopSig == 0 {
+		stopSig = unix.SIGTERM
+	}
+	if sig == unix.SIGKILL || sig == stopSig {
+		c.resumeAfterSignal()
+	}
 	return nil
 }
 
@@ -352,7 +372,7 @@ func (c *Container) Wait(ctx context.Context) (runtime.ExitStatus, error) {
 		if err != nil {
 			return runtime.ExitStatus{}, err
 		}
-		if info.Status != runtime.StatusRunning && info.Status != runtime.StatusRestarting {
+		if info.Status != runtime.StatusRunning && info.Status != runtime.StatusRestarting && info.Status != runtime.StatusPaused {
 			// The shim is done once it recorded the exit; let it finish
 			// (--rm, cleanup) so the caller sees the final state.
 			if st != nil && st.Shim.Pid != os.Getpid() && st.Shim.Alive() {
@@ -402,7 +422,10 @@ func (c *Container) Remove(ctx context.Context, o runtime.RemoveOptions) error {
 	if err != nil {
 		return err
 	}
-	if info.Status == runtime.StatusRunning {
+	if info.Status == runtime.StatusRunning || info.Status == runtime.StatusPaused {
+		if !o.Force && info.Status == runtime.StatusPaused {
+			return errdefs.Conflictf("container %s is paused: unpause and stop it first, or use --force", m.Name)
+		}
 		if !o.Force {
 			return errdefs.Conflictf("container %s is running: stop it first or use --force", m.Name)
 		}
@@ -448,6 +471,3 @@ func (c *Container) destroy(ctx context.Context, m *Meta) error {
 	}
 	return nil
 }
-
-// Not in this runtime yet (container runtime, part 2).
-var errLater = errdefs.Unavailablef("not implemented yet in berth's runtime")

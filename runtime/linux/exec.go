@@ -37,6 +37,9 @@ func (c *Container) Exec(ctx context.Context, p runtime.ProcessSpec, s runtime.S
 	if err != nil || st.Status != "running" || !st.Init.Alive() {
 		return runtime.ExitStatus{}, errdefs.Conflictf("container %s is not running: start it first (berth container start %s)", m.Name, m.Name)
 	}
+	if c.Paused() {
+		return runtime.ExitStatus{}, errdefs.Conflictf("container %s is paused: unpause it first (berth container unpause %s)", m.Name, m.Name)
+	}
 	cfg, err := c.execConfig(m, p)
 	if err != nil {
 		return runtime.ExitStatus{}, err

@@ -57,7 +57,7 @@ func newPsCmd(g *globals) *cobra.Command {
 			}
 			var rows []psRow
 			for _, in := range infos {
-				if !all && len(status) == 0 && in.Status != runtime.StatusRunning {
+				if !all && len(status) == 0 && in.Status != runtime.StatusRunning && in.Status != runtime.StatusPaused {
 					continue
 				}
 				if len(status) > 0 && !contains(status, in.Status.String()) {
@@ -166,6 +166,8 @@ func statusText(in runtime.Info) string {
 			up += ")"
 		}
 		return up
+	case runtime.StatusPaused:
+		return "Up " + units.HumanDuration(time.Since(in.StartedAt)) + " (Paused)"
 	case runtime.StatusRestarting:
 		if in.Exit != nil {
 			return fmt.Sprintf("Restarting (%d) %s ago", in.Exit.Code, units.HumanDuration(time.Since(in.Exit.ExitedAt)))
@@ -267,7 +269,8 @@ func inspectDoc(ctx context.Context, c *linux.Container, store *local.Store) (ma
 	s := m.Spec
 	p := s.OCI.Process
 	st := map[string]any{
-		"Status": info.Status.String(), "Running": info.Status == runtime.StatusRunning, "Paused": false,
+		"Status": info.Status.String(), "Running": info.Status == runtime.StatusRunning || info.Status == runtime.StatusPaused,
+		"Paused":     info.Status == runtime.StatusPaused,
 		"Restarting": false, "OOMKilled": false, "Dead": false, "Pid": info.Pid, "ExitCode": 0,
 		"Error": info.Error, "StartedAt": zeroTime(info.StartedAt), "FinishedAt": "0001-01-01T00:00:00Z",
 	}
