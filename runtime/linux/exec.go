@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,9 +16,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"berth.dev/berth/internal/errdefs"
+	"berth.dev/berth/internal/state"
 	"berth.dev/berth/runtime"
 	"berth.dev/berth/runtime/linux/caps"
 	"berth.dev/berth/runtime/linux/cgroups"
+	"berth.dev/berth/runtime/linux/exeseal"
 	"berth.dev/berth/runtime/linux/initproc"
 	"berth.dev/berth/runtime/linux/nsenter"
 )
@@ -44,7 +47,15 @@ func (c *Container) Exec(ctx context.Context, p runtime.ProcessSpec, s runtime.S
 	if err != nil {
 		return runtime.ExitStatus{}, err
 	}
-	exe, err := c.r.sealedCopy()
+	// The container's shim runs from a sealed copy already: exec from that
+	// (no copy at all); else make one.
+	exe, err := exeseal.CopyFile(fmt.Sprintf("/proc/%d/exe", st.Shim.Pid))
+	if err != nil || !st.Shim.Alive() {
+		if exe != nil {
+			exe.Close()
+		}
+		exe, err = c.r.sealedCopy()
+	}
 	if err != nil {
 		return runtime.ExitStatus{}, fmt.Errorf("exec in %s: %w", m.Name, err)
 	}
@@ -195,6 +206,12 @@ func (c *Container) execConfig(m *Meta, p runtime.ProcessSpec) (*initproc.Config
 			}
 			cfg.Caps |= 1 << cp
 		}
+	}
+	// The filter compiled for this run's start is the one to join with.
+	var sc ShimConfig
+	if err := state.ReadJSON(filepath.Join(c.dir(), configFile), &sc); err == nil {
+		cfg.Seccomp = sc.Init.Seccomp
+		return cfg, nil
 	}
 	var err error
 	if cfg.Seccomp, err = seccompFilter(m.Spec); err != nil {

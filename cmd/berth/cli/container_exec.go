@@ -17,7 +17,11 @@ func newExecCmd(g *globals) *cobra.Command {
 		Short: "Execute a command in a running container",
 		Args:  cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.findContainer(args[0])
+			rt, _, err := g.openRuntime()
+			if err != nil {
+				return err
+			}
+			c, err := rt.Find(args[0])
 			if err != nil {
 				return err
 			}

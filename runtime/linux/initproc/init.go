@@ -229,7 +229,7 @@ func launch(cfg *Config, mkdir, readOnly bool) *Failure {
 	if err := dropBounding(cfg.Caps, all); err != nil {
 		return fail(125, "init: %v", err)
 	}
-	if err := switchUser(u); err != nil {
+	if err := switchUser(u, all); err != nil {
 		return fail(125, "init: user %q: %v", cfg.User, err)
 	}
 	if err := applyCaps(cfg.Caps, all); err != nil {
@@ -373,19 +373,42 @@ func finalEnv(env []string, u User) []string {
 	return out
 }
 
-func switchUser(u User) error {
-	groups := make([]int, len(u.Groups))
-	for i, g := range u.Groups {
-		groups[i] = int(g)
+// switchUser sets groups, gid and uid: on every thread for the reaper
+// (Go's syscall package does that), else on this locked thread only, which
+// is the one that execs (three stop-the-world rounds saved per start).
+func switchUser(u User, all bool) error {
+	if all {
+		groups := make([]int, len(u.Groups))
+		for i, g := range u.Groups {
+			groups[i] = int(g)
+		}
+		if err := syscall.Setgroups(groups); err != nil {
+			return fmt.Errorf("setgroups: %w", err)
+		}
+		if err := syscall.Setresgid(int(u.GID), int(u.GID), int(u.GID)); err != nil {
+			return fmt.Errorf("setgid %d: %w", u.GID, err)
+		}
+		if err := syscall.Setresuid(int(u.UID), int(u.UID), int(u.UID)); err != nil {
+			return fmt.Errorf("setuid %d: %w", u.UID, err)
+		}
+		return nil
 	}
-	if err := syscall.Setgroups(groups); err != nil {
-		return fmt.Errorf("setgroups: %w", err)
+	groups := make([]uint32, len(u.Groups))
+	copy(groups, u.Groups)
+	var p unsafe.Pointer
+	if len(groups) > 0 {
+		p = unsafe.Pointer(&groups[0])
 	}
-	if err := syscall.Setresgid(int(u.GID), int(u.GID), int(u.GID)); err != nil {
-		return fmt.Errorf("setgid %d: %w", u.GID, err)
+	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(groups)), uintptr(p), 0); e != 0 {
+		return fmt.Errorf("setgroups: %w", e)
 	}
-	if err := syscall.Setresuid(int(u.UID), int(u.UID), int(u.UID)); err != nil {
-		return fmt.Errorf("setuid %d: %w", u.UID, err)
+	g := uintptr(u.GID)
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, g, g, g); e != 0 {
+		return fmt.Errorf("setgid %d: %w", u.GID, e)
+	}
+	id := uintptr(u.UID)
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, id, id, id); e != 0 {
+		return fmt.Errorf("setuid %d: %w", u.UID, e)
 	}
 	return nil
 }
