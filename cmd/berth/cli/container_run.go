@@ -23,6 +23,7 @@ import (
 	"berth.dev/berth/runtime"
 	"berth.dev/berth/runtime/linux"
 	"berth.dev/berth/runtime/linux/initproc"
+	"berth.dev/berth/runtime/linux/logfile"
 )
 
 type imageConfig = ocispec.ImageConfig
@@ -56,6 +57,8 @@ type createOpts struct {
 	ulimits, sysctls, tmpfs, groupAdd, volumes               []string
 	setOOM                                                   bool
 	health                                                   healthFlags
+	logDriver                                                string
+	logOpts                                                  []string
 }
 
 func newRunCmd(g *globals, run bool) *cobra.Command {
@@ -119,6 +122,8 @@ func newRunCmd(g *globals, run bool) *cobra.Command {
 	f.StringArrayVar(&o.groupAdd, "group-add", nil, "Add additional groups to join")
 	f.StringVar(&o.network, "network", "", "Network mode: none | host (default: a private network namespace with loopback only)")
 	f.StringArrayVarP(&o.volumes, "volume", "v", nil, "Bind mount a volume (HOST:CONTAINER[:ro])")
+	f.StringVar(&o.logDriver, "log-driver", "json-file", "Logging driver for the container: json-file or none")
+	f.StringArrayVar(&o.logOpts, "log-opt", nil, "Log driver options (max-size=10m, max-file=3: the defaults)")
 	o.health.register(f)
 	return cmd
 }
@@ -261,6 +266,11 @@ func (o *createOpts) spec(g *globals, ic imageConfig, cmdArgs []string) (runtime
 		k, v, _ := strings.Cut(l, "=")
 		s.Labels[k] = v
 	}
+	lc, err := logConfig(o.logDriver, o.logOpts)
+	if err != nil {
+		return s, nil, err
+	}
+	s.Log = lc
 	entry, cmdv := ic.Entrypoint, ic.Cmd
 	if o.entrypoint != "" {
 		entry, cmdv = []string{o.entrypoint}, nil
@@ -524,4 +534,22 @@ func parseRestart(s string) (runtime.RestartPolicy, error) {
 		return p, errUsage("--restart %q: only on-failure takes a retry count", s)
 	}
 	return p, nil
+}
+
+// logConfig is --log-driver and --log-opt.
+func logConfig(driver string, opts []string) (runtime.LogConfig, error) {
+	switch driver {
+	case "", "json-file":
+		lo, err := logfile.ParseOpts(opts)
+		if err != nil {
+			return runtime.LogConfig{}, usageError{fmt.Errorf("--log-opt %w", err)}
+		}
+		return runtime.LogConfig{Driver: "json-file", MaxSize: lo.MaxSize, MaxFile: lo.MaxFiles}, nil
+	case "none":
+		if len(opts) > 0 {
+			return runtime.LogConfig{}, errUsage("--log-opt: the none logging driver takes no options")
+		}
+		return runtime.LogConfig{Driver: "none"}, nil
+	}
+	return runtime.LogConfig{}, errUsage("--log-driver %q: berth has json-file (the default) and none", driver)
 }

@@ -1,148 +1,56 @@
 // Package logfile writes and reads container logs in Docker's json-file
-// format: one JSON object a line, {"log":"…\n","stream":"stdout","time":"…"}.
-// The shim is the only writer of a container's log.
+// format: one JSON object a line, {"log":"…\n","stream":"stdout","time":"…"},
+// time in RFC 3339 with nanoseconds, UTC. The shim is the only writer of a
+// container's log.
+//
+// Files. The live file is json.log; with rotation (OpenWith and a MaxSize)
+// it is renamed to json.log.1 before it would grow past MaxSize, json.log.1
+// to json.log.2 and so on, and the oldest beyond MaxFiles is removed, as
+// Docker's max-size and max-file do. A file is only ever renamed between
+// whole entries.
+//
+// Lines. Writer.Copy writes one entry per line, newline kept. A line longer
+// than MaxLine is written as MaxLine pieces (cut before a UTF-8 sequence,
+// never inside one), and a line the program leaves without its newline for
+// FlushAfter (1 s unless set) is written as it is: such partial entries
+// carry no newline, so printing the entries one after the other gives the
+// program's output back. Docker cuts at 16 KiB the same way; it has no
+// timer (its partial line waits for the next write), berth's has one so
+// that a prompt or a progress bar shows up in `logs -f`.
+//
+// Reading. Read (and the older Reader) read json.log.N … json.log oldest
+// first and, following, keep reading what is appended, across rotation: a
+// reader notices that json.log is another file than the one it holds open
+// (inode), drains what it holds, then goes on with the files that came
+// after it. A follower wakes on inotify events of the log's directory, so
+// it keeps up with a fast writer and finds each file before rotation drops
+// it (a reader slower than the writer, e.g. behind a paused pager, loses
+// what rotation dropped meanwhile, as with Docker). A torn last line (the
+// writer is mid-append) is left for the next read; a json.log truncated
+// in place is read again from its start. Lines that are not entries are
+// skipped. Print is Read into a Printer, the way `logs` prints: it decodes
+// entries in Writer's exact form by hand (the general decoder, checked
+// against encoding/json by FuzzDecode, takes the rest) and reads a long
+// stretch of log through a read-only mapping on every CPU.
 package logfile
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
-	"os"
-	"sync"
 	"time"
 )
 
-// MaxLine is where a line without a newline is cut into a partial entry,
-// as Docker cuts at 16 KiB.
+// MaxLine is the longest entry Copy writes, in bytes of log text, newline
+// included; a longer line is cut into pieces of at most this size, as
+// Docker cuts at 16 KiB.
 const MaxLine = 16 << 10
+
+// maxEntry bounds one encoded entry: MaxLine bytes of text escaped at worst
+// six bytes each (\u00XX), plus the fields. A longer line in a file is not
+// one of ours and is skipped.
+const maxEntry = 6*MaxLine + 256
 
 // Entry is one log line.
 type Entry struct {
 	Log    string    `json:"log"`
 	Stream string    `json:"stream"`
 	Time   time.Time `json:"time"`
-}
-
-// Writer appends entries to one file; safe for concurrent streams.
-type Writer struct {
-	mu  sync.Mutex
-	f   *os.File
-	now func() time.Time
-}
-
-// Open opens (creating 0600) the log at path for appending.
-func Open(path string) (*Writer, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("log file: %w", err)
-	}
-	return &Writer{f: f, now: time.Now}, nil
-}
-
-// Close closes the file.
-func (w *Writer) Close() error { return w.f.Close() }
-
-// Size is the current length of the file.
-func (w *Writer) Size() int64 {
-	st, err := w.f.Stat()
-	if err != nil {
-		return 0
-	}
-	return st.Size()
-}
-
-func (w *Writer) write(stream string, line []byte) error {
-	b, err := json.Marshal(Entry{Log: string(line), Stream: stream, Time: w.now().UTC()})
-	if err != nil {
-		return err
-	}
-	b = append(b, '\n')
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	_, err = w.f.Write(b)
-	return err
-}
-
-// Copy reads r until EOF and writes one entry per line of it (the newline
-// kept); a line longer than MaxLine is written in MaxLine pieces, and a
-// last line without a newline is written as it is.
-func (w *Writer) Copy(stream string, r io.Reader) error {
-	br := bufio.NewReaderSize(r, MaxLine)
-	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			if werr := w.write(stream, line); werr != nil {
-				return werr
-			}
-		}
-		switch {
-		case err == nil, errors.Is(err, bufio.ErrBufferFull):
-			continue
-		case errors.Is(err, io.EOF):
-			return nil
-		default:
-			return err
-		}
-	}
-}
-
-// Reader reads entries from an offset on; it tolerates a torn last line
-// (the writer is mid-append) by leaving it for the next Next.
-type Reader struct {
-	f   *os.File
-	off int64
-	buf []byte
-}
-
-// OpenReader opens path at offset off.
-func OpenReader(path string, off int64) (*Reader, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := f.Seek(off, io.SeekStart); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &Reader{f: f, off: off}, nil
-}
-
-// Close closes the file.
-func (r *Reader) Close() error { return r.f.Close() }
-
-// Drain calls fn for every complete entry written so far.
-func (r *Reader) Drain(fn func(Entry) error) error {
-	chunk := make([]byte, 64<<10)
-	for {
-		n, err := r.f.Read(chunk)
-		r.buf = append(r.buf, chunk[:n]...)
-		for {
-			i := bytes.IndexByte(r.buf, '\n')
-			if i < 0 {
-				break
-			}
-			var e Entry
-			line := r.buf[:i]
-			r.buf = r.buf[i+1:]
-			r.off += int64(i + 1)
-			if json.Unmarshal(line, &e) != nil {
-				continue // not ours: skip, never stop following
-			}
-			if err := fn(e); err != nil {
-				return err
-			}
-		}
-		if len(r.buf) > 4*MaxLine+1024 { // no line is this long: garbage
-			r.buf = r.buf[:0]
-		}
-		if errors.Is(err, io.EOF) || n == 0 {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
 }

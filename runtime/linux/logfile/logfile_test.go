@@ -100,8 +100,8 @@ func FuzzLogRead(f *testing.F) {
 		}
 		defer r.Close()
 		r.Drain(func(Entry) error { return nil })
-		if len(r.buf) > 4*MaxLine+1024+64<<10 {
-			t.Fatalf("reader holds %d bytes", len(r.buf))
+		if n := r.fl.buffered(); n > maxEntry {
+			t.Fatalf("reader holds %d bytes", n)
 		}
 	})
 }

@@ -245,7 +245,8 @@ func (s *shim) start() (*running, error) {
 	var in, out, errw *os.File
 	var logOff int64
 	if s.cfg.Log.Driver != "none" {
-		run.log, err = logfile.Open(filepath.Join(s.dir, "log", "json.log"))
+		run.log, err = logfile.OpenWith(filepath.Join(s.dir, "log", "json.log"),
+			logfile.Options{MaxSize: s.cfg.Log.MaxSize, MaxFiles: s.cfg.Log.MaxFile})
 		if err != nil {
 			return nil, err
 		}
@@ -363,11 +364,10 @@ func (s *shim) start() (*running, error) {
 		run.copies.Add(1)
 		go func() {
 			defer run.copies.Done()
-			src := io.TeeReader(p, s.hub.writer(b))
 			if run.log != nil {
-				run.log.Copy(stream, src)
+				run.log.CopyTee(stream, p, s.hub.writer(b))
 			} else {
-				io.Copy(io.Discard, src)
+				io.Copy(io.Discard, io.TeeReader(p, s.hub.writer(b)))
 			}
 		}()
 	}
