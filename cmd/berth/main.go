@@ -25,5 +25,8 @@ func main() {
 	if code, ok := roles.Dispatch(os.Args[1:]); ok {
 		os.Exit(code)
 	}
+	// The CLI needs no fixed thread; a locked main goroutine would make
+	// every channel handoff with it a thread switch.
+	goruntime.UnlockOSThread()
 	os.Exit(cli.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
