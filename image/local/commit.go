@@ -77,7 +77,7 @@ func (s *Store) CommitLayer(ctx context.Context, parent image.Image, layer io.Re
 	if err := applyChanges(&conf.Config, o.Changes); err != nil {
 		return image.Image{}, fmt.Errorf("commit: %w", err)
 	}
-	layerDigest, layerSize, err := s.putLayer(ctx, layer)
+	layerDigest, layerSize, err := s.putLayer(ctx, layer, nil)
 	if err != nil {
 		return image.Image{}, fmt.Errorf("commit: %w", err)
 	}
@@ -108,16 +108,21 @@ func (s *Store) CommitLayer(ctx context.Context, parent image.Image, layer io.Re
 }
 
 // putLayer stores an uncompressed layer tar, checking as it streams that
-// it is one; its digest is its diff ID.
-func (s *Store) putLayer(ctx context.Context, r io.Reader) (digest.Digest, int64, error) {
+// it is one (each header goes to seen, when not nil); its digest is its
+// diff ID. A blob that is no tar is deleted unless an image uses it.
+func (s *Store) putLayer(ctx context.Context, r io.Reader, seen func(*tar.Header)) (digest.Digest, int64, error) {
 	pr, pw := io.Pipe()
 	parsed := make(chan error, 1)
 	go func() {
 		tr := tar.NewReader(pr)
 		var err error
 		for {
-			if _, err = tr.Next(); err != nil {
+			var hdr *tar.Header
+			if hdr, err = tr.Next(); err != nil {
 				break
+			}
+			if seen != nil {
+				seen(hdr)
 			}
 		}
 		if err == io.EOF {

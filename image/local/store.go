@@ -274,29 +274,9 @@ func (s *Store) Import(ctx context.Context, r io.Reader, ref string, changes []s
 	// write it as docker and podman expect. A reader goroutine parses the
 	// same bytes as tar (checking it is one) and notes the newest mtime.
 	newest := &newestMtime{}
-	pr, pw := io.Pipe()
-	parsed := make(chan error, 1)
-	go func() {
-		tr := tar.NewReader(pr)
-		var err error
-		for {
-			var hdr *tar.Header
-			if hdr, err = tr.Next(); err != nil {
-				break
-			}
-			newest.see(hdr.ModTime)
-		}
-		if err == io.EOF {
-			err = nil
-		}
-		io.Copy(io.Discard, pr) // keep the writer flowing whatever happened
-		parsed <- err
-	}()
-	layerDigest, layerSize, err := s.content.Put(ctx, io.TeeReader(plain, pw))
-	pw.CloseWithError(err)
-	if perr := <-parsed; err == nil && perr != nil {
-		s.content.Delete(ctx, layerDigest)
-		return image.Image{}, errdefs.Invalidf("import: the input is not a tar archive of a root filesystem: %v", perr)
+	layerDigest, layerSize, err := s.putLayer(ctx, plain, func(h *tar.Header) { newest.see(h.ModTime) })
+	if errdefs.IsInvalid(err) {
+		return image.Image{}, errdefs.Invalidf("import: the input is not a tar archive of a root filesystem (%v)", err)
 	}
 	if err != nil {
 		return image.Image{}, fmt.Errorf("import: %w", err)
