@@ -119,3 +119,17 @@ func (r *Root) Must(args ...string) string {
 	}
 	return res.Stdout
 }
+
+// BuildStatic builds the Go program in pkg (a ./testdata dir of the
+// calling test's package) as a static binary into a fresh temp dir and
+// returns its path: tests bind or copy such probes into containers.
+func BuildStatic(t testing.TB, pkg string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return out
+}

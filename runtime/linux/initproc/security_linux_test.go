@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -131,19 +130,6 @@ func leakHostDirs(t *testing.T, n int) map[int]string {
 		}
 		out[fd] = d
 		t.Cleanup(func() { syscall.Close(fd) })
-	}
-	return out
-}
-
-// buildStatic builds the static program in pkg (a ./testdata dir) into a
-// temp dir and returns its path.
-func buildStatic(t *testing.T, pkg string) string {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 	}
 	return out
 }
@@ -387,7 +373,7 @@ func TestNoNewPrivs(t *testing.T) {
 	if got := statusField(st, "NoNewPrivs"); got != "1" {
 		t.Errorf("default NoNewPrivs = %q, want 1", got)
 	}
-	prog, err := os.ReadFile(buildStatic(t, "./testdata/printeuid"))
+	prog, err := os.ReadFile(testutil.BuildStatic(t, "./testdata/printeuid"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,6 @@
 package seccomp_test
 
 import (
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,17 +8,10 @@ import (
 	"berth.dev/berth/internal/testutil"
 )
 
-// buildStatic builds the static program in pkg (a ./testdata dir) into a
-// fresh temp dir and returns the dir and the program's name.
+// buildStatic is testutil.BuildStatic as the dir and the program's name.
 func buildStatic(t *testing.T, pkg string) (dir, name string) {
-	t.Helper()
-	dir, name = t.TempDir(), filepath.Base(pkg)
-	cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, name), pkg)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
-	}
-	return dir, name
+	p := testutil.BuildStatic(t, pkg)
+	return filepath.Dir(p), filepath.Base(p)
 }
 
 // TestInContainer asserts that berth's compiled default profile is what a
