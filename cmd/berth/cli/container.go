@@ -12,7 +12,6 @@ import (
 
 	"berth.dev/berth/cmd/berth/display"
 	"berth.dev/berth/image/local"
-	"berth.dev/berth/internal/errdefs"
 	"berth.dev/berth/internal/state"
 	"berth.dev/berth/runtime"
 	"berth.dev/berth/runtime/linux"
@@ -69,13 +68,13 @@ func newContainerCmd(g *globals) *cobra.Command {
 }
 
 func newStartCmd(g *globals) *cobra.Command {
-	var attach bool
+	var attach, interactive bool
 	cmd := &cobra.Command{
 		Use:   "start [OPTIONS] CONTAINER [CONTAINER...]",
 		Short: "Start one or more stopped containers",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
+			ctx := context.WithoutCancel(cmd.Context()) // attached: ^C goes to the container
 			rt, _, err := g.openRuntime()
 			if err != nil {
 				return err
@@ -102,21 +101,17 @@ func newStartCmd(g *globals) *cobra.Command {
 					fmt.Fprintln(g.stdout, ref)
 					continue
 				}
-				if err := c.AttachFromStart(ctx, runtime.Stdio{Stdout: g.stdout, Stderr: g.stderr}); err != nil && !errdefs.IsCanceled(err) {
-					return err
-				}
-				ex, err := c.Wait(ctx)
+				m, err := c.Meta()
 				if err != nil {
 					return err
 				}
-				if ex.Code != 0 {
-					return exitError{ex.Code}
-				}
+				return g.attachAndWait(ctx, c, interactive && m.Spec.OpenStdin, m.Spec.OCI.Process.Terminal, true, "ctrl-p,ctrl-q", true)
 			}
 			return errors.Join(errs...)
 		},
 	}
-	cmd.Flags().BoolVarP(&attach, "attach", "a", false, "Attach STDOUT/STDERR")
+	cmd.Flags().BoolVarP(&attach, "attach", "a", false, "Attach STDOUT/STDERR and forward signals")
+	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "Attach container's STDIN")
 	return cmd
 }
 

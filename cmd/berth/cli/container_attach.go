@@ -34,27 +34,33 @@ func newAttachCmd(g *globals) *cobra.Command {
 				return err
 			}
 			ctx := context.WithoutCancel(cmd.Context())
-			err = g.attach(ctx, c, m.Spec.OpenStdin && !noStdin, m.Spec.OCI.Process.Terminal, sigProxy, detachKeys, false)
-			if errors.Is(err, linux.ErrDetached) {
-				return nil
-			}
-			if err != nil && !errdefs.IsCanceled(err) {
-				return err
-			}
-			ex, err := c.Wait(ctx)
-			if err != nil {
-				return err
-			}
-			if ex.Code != 0 {
-				return exitError{ex.Code}
-			}
-			return nil
+			return g.attachAndWait(ctx, c, m.Spec.OpenStdin && !noStdin, m.Spec.OCI.Process.Terminal, sigProxy, detachKeys, false)
 		},
 	}
 	cmd.Flags().BoolVar(&noStdin, "no-stdin", false, "Do not attach STDIN")
 	cmd.Flags().BoolVar(&sigProxy, "sig-proxy", true, "Proxy all received signals to the process")
 	cmd.Flags().StringVar(&detachKeys, "detach-keys", "ctrl-p,ctrl-q", "Key sequence for detaching a container")
 	return cmd
+}
+
+// attachAndWait attaches (see attach), then waits for the container and
+// returns its exit code as the command's; detaching returns nil at once.
+func (g *globals) attachAndWait(ctx context.Context, c *linux.Container, stdin, tty, sigProxy bool, detachKeys string, fromStart bool) error {
+	err := g.attach(ctx, c, stdin, tty, sigProxy, detachKeys, fromStart)
+	if errors.Is(err, linux.ErrDetached) {
+		return nil // it runs on
+	}
+	if err != nil && !errdefs.IsCanceled(err) {
+		return err
+	}
+	ex, err := c.Wait(ctx)
+	if err != nil {
+		return err
+	}
+	if ex.Code != 0 {
+		return exitError{ex.Code}
+	}
+	return nil
 }
 
 // attach connects the CLI's streams to a container: raw mode and window

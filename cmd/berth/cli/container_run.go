@@ -209,26 +209,16 @@ func (g *globals) runContainer(ctx context.Context, o *createOpts, ref string, c
 	}
 	// Attached: ^C goes to the container (--sig-proxy), not to us.
 	ctx = context.WithoutCancel(ctx)
-	aerr := g.attach(ctx, lc, o.interactive, o.tty, o.sigProxy, o.detachKeys, true)
-	if errors.Is(aerr, linux.ErrDetached) {
-		return nil // it runs on
-	}
-	if aerr != nil && !errdefs.IsCanceled(aerr) {
-		return aerr
-	}
-	ex, err := c.Wait(ctx)
-	if err != nil {
-		return err
-	}
-	if o.rm {
-		if err := c.Remove(context.WithoutCancel(ctx), runtime.RemoveOptions{Force: true}); err != nil {
-			fmt.Fprintln(g.stderr, "berth: warning:", err)
+	err = g.attachAndWait(ctx, lc, o.interactive, o.tty, o.sigProxy, o.detachKeys, true)
+	var ee exitError
+	if o.rm && (err == nil || errors.As(err, &ee)) { // not when detached: it runs on
+		if info, ierr := c.Info(ctx); ierr == nil && info.Status != runtime.StatusRunning {
+			if rerr := c.Remove(ctx, runtime.RemoveOptions{Force: true}); rerr != nil {
+				fmt.Fprintln(g.stderr, "berth: warning:", rerr)
+			}
 		}
 	}
-	if ex.Code != 0 {
-		return exitError{ex.Code}
-	}
-	return nil
+	return err
 }
 
 // startFailure turns a start error into Docker's exit code and message.
