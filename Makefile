@@ -77,10 +77,14 @@ test-root: build
 test-e2e: build
 	BERTH_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 ./examples/...
 
+FUZZ_TARGETS := project:FuzzFigPrepass project:FuzzLoad project:FuzzNames image/archive:FuzzApplyLayer \
+	runtime/linux/initproc:FuzzResolveUser runtime/linux/restart:FuzzMachine runtime/linux/ctl:FuzzCtlFrame \
+	runtime/linux/logfile:FuzzLogRead runtime/linux/logfile:FuzzDecode runtime/linux/logfile:FuzzEncode runtime/linux/logfile:FuzzFastLine
+
 fuzz:
-	@for t in FuzzFigPrepass FuzzLoad FuzzNames; do \
-		echo "== $$t ($(FUZZTIME))"; \
-		$(GO) test ./project -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; \
+	@for pt in $(FUZZ_TARGETS); do p=$${pt%%:*}; t=$${pt#*:}; \
+		echo "== $$p $$t ($(FUZZTIME))"; \
+		$(GO) test ./$$p -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; \
 	done
 
 bench:
