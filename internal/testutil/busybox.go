@@ -97,25 +97,45 @@ func WriteBusyboxImage(w io.Writer, bb string) error {
 	return tw.Close()
 }
 
-// BusyboxTar returns the path of the busybox test image tarball, built
-// once per test binary in a temp dir; without /bin/busybox it fails with
-// the apt-get hint.
+// BusyboxTar returns the path of the busybox test image tarball: built
+// once per machine and busybox binary (the name carries the binary's size
+// and mtime), written atomically and shared by every test process, so no
+// temp dir is left per test binary. Without /bin/busybox it fails with the
+// apt-get hint.
 func BusyboxTar(t testing.TB) string {
 	t.Helper()
 	busyboxOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "berth-busybox-")
+		st, err := os.Stat("/bin/busybox")
+		if err != nil {
+			busyboxErr = WriteBusyboxImage(io.Discard, "/bin/busybox") // the hint
+			if busyboxErr == nil {
+				busyboxErr = err
+			}
+			return
+		}
+		path := filepath.Join(os.TempDir(), fmt.Sprintf("berth-busybox-%d-%d.tar", st.Size(), st.ModTime().Unix()))
+		if _, err := os.Stat(path); err == nil {
+			busyboxPath = path
+			return
+		}
+		f, err := os.CreateTemp(os.TempDir(), "berth-busybox-*.tmp")
 		if err != nil {
 			busyboxErr = err
 			return
 		}
-		busyboxPath = filepath.Join(dir, "busybox.tar")
-		f, err := os.Create(busyboxPath)
-		if err != nil {
-			busyboxErr = err
+		if busyboxErr = WriteBusyboxImage(f, "/bin/busybox"); busyboxErr == nil {
+			busyboxErr = f.Close()
+		} else {
+			f.Close()
+		}
+		if busyboxErr == nil {
+			busyboxErr = os.Rename(f.Name(), path)
+		}
+		if busyboxErr != nil {
+			os.Remove(f.Name())
 			return
 		}
-		defer f.Close()
-		busyboxErr = WriteBusyboxImage(f, "/bin/busybox")
+		busyboxPath = path
 	})
 	if busyboxErr != nil {
 		t.Fatalf("busybox test image: %v", busyboxErr)
