@@ -33,7 +33,7 @@ func (c *Container) dir() string { return c.r.dir(c.id) }
 
 func (c *Container) meta() (*Meta, error) {
 	var m Meta
-	if err := state.ReadJSON(filepath.Join(c.dir(), metaFile), &m); err != nil {
+	if err := state.ReadJSON(filepath.Join(c.dir(), MetaFile), &m); err != nil {
 		if errdefs.IsNotFound(err) {
 			return nil, errdefs.NotFoundf("no such container: %.12s", c.id)
 		}
@@ -46,7 +46,7 @@ func (c *Container) meta() (*Meta, error) {
 func (c *Container) Meta() (*Meta, error) { return c.meta() }
 
 func (c *Container) writeMeta(m *Meta) error {
-	if err := state.WriteJSON(filepath.Join(c.dir(), metaFile), m, 0o600); err != nil {
+	if err := state.WriteJSON(filepath.Join(c.dir(), MetaFile), m, 0o600); err != nil {
 		return fmt.Errorf("container %s: %w", m.Name, err)
 	}
 	return nil
@@ -69,7 +69,7 @@ func (c *Container) MarkCreated() error {
 
 func (c *Container) state() (*State, error) {
 	var s State
-	if err := state.ReadJSON(filepath.Join(c.dir(), stateFile), &s); err != nil {
+	if err := state.ReadJSON(filepath.Join(c.dir(), StateFile), &s); err != nil {
 		return nil, err
 	}
 	return &s, nil
@@ -77,7 +77,7 @@ func (c *Container) state() (*State, error) {
 
 func (c *Container) exit() (*Exit, error) {
 	var e Exit
-	if err := state.ReadJSON(filepath.Join(c.dir(), exitFile), &e); err != nil {
+	if err := state.ReadJSON(filepath.Join(c.dir(), ExitFile), &e); err != nil {
 		return nil, err
 	}
 	return &e, nil
@@ -185,7 +185,7 @@ func (c *Container) start(ctx context.Context, attach bool) error {
 		cg.Kill()
 		cg.Delete()
 	}
-	os.Remove(filepath.Join(c.dir(), stopFile))
+	os.Remove(filepath.Join(c.dir(), StopFile))
 	lock := c.lock
 	if lock == nil {
 		if lock, err = lockContainer(c.dir(), true); err != nil {
@@ -208,7 +208,7 @@ func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	if err := state.WriteFile(filepath.Join(c.dir(), stopFile), nil, 0o600); err != nil {
+	if err := state.WriteFile(filepath.Join(c.dir(), StopFile), nil, 0o600); err != nil {
 		return fmt.Errorf("stop %s: %w", m.Name, err)
 	}
 	sig := m.Spec.StopSignal
@@ -264,7 +264,7 @@ func (c *Container) revive(ctx context.Context, m *Meta) {
 	if err != nil || (st.Status != "running" && st.Status != "restarting") || st.Shim.Alive() || st.Init.Alive() {
 		return
 	}
-	if _, err := os.Stat(filepath.Join(c.dir(), stopFile)); err == nil {
+	if _, err := os.Stat(filepath.Join(c.dir(), StopFile)); err == nil {
 		return
 	}
 	c.settle(ctx, st, 0)
@@ -310,9 +310,9 @@ func (c *Container) settle(ctx context.Context, st *State, killed unix.Signal) {
 		ex.Code, ex.Signal = 128+int(killed), int(killed)
 		ex.Error = fmt.Sprintf("killed by %s; its shim (pid %d) had died before", unix.SignalName(killed), st.Shim.Pid)
 	}
-	state.WriteJSONVolatile(filepath.Join(c.dir(), exitFile), ex, 0o600)
+	state.WriteJSONVolatile(filepath.Join(c.dir(), ExitFile), ex, 0o600)
 	st.Status = "exited"
-	state.WriteJSONVolatile(filepath.Join(c.dir(), stateFile), st, 0o600)
+	state.WriteJSONVolatile(filepath.Join(c.dir(), StateFile), st, 0o600)
 	if cg, err := cgroups.Load(c.r.cgParent, c.id); err == nil {
 		cg.Kill()
 		cg.Delete()
@@ -330,7 +330,7 @@ func (c *Container) Kill(ctx context.Context, sig unix.Signal) error {
 		return errdefs.Conflictf("container %s is not running", m.Name)
 	}
 	if sig == unix.SIGKILL {
-		state.WriteFile(filepath.Join(c.dir(), stopFile), nil, 0o600)
+		state.WriteFile(filepath.Join(c.dir(), StopFile), nil, 0o600)
 	}
 	if err := st.Init.Signal(sig); err != nil {
 		if errors.Is(err, unix.ESRCH) {
@@ -430,7 +430,7 @@ func (c *Container) Remove(ctx context.Context, o runtime.RemoveOptions) error {
 			return errdefs.Conflictf("container %s is running: stop it first or use --force", m.Name)
 		}
 		st, _ := c.state()
-		state.WriteFile(filepath.Join(c.dir(), stopFile), nil, 0o600)
+		state.WriteFile(filepath.Join(c.dir(), StopFile), nil, 0o600)
 		if err := c.killAll(st); err != nil {
 			return fmt.Errorf("remove %s: %w", m.Name, err)
 		}

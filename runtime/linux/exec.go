@@ -209,7 +209,7 @@ func (c *Container) execConfig(m *Meta, p runtime.ProcessSpec) (*initproc.Config
 	}
 	// The filter compiled for this run's start is the one to join with.
 	var sc ShimConfig
-	if err := state.ReadJSON(filepath.Join(c.dir(), configFile), &sc); err == nil {
+	if err := state.ReadJSON(filepath.Join(c.dir(), ConfigFile), &sc); err == nil {
 		cfg.Seccomp = sc.Init.Seccomp
 		return cfg, nil
 	}

@@ -24,7 +24,7 @@ type LogsOptions struct {
 
 // LogPath is the container's live log file (json.log; rotated ones are
 // json.log.1 …).
-func (c *Container) LogPath() string { return filepath.Join(c.dir(), logDir, logName) }
+func (c *Container) LogPath() string { return filepath.Join(c.dir(), LogDir, LogName) }
 
 // Logs returns the container's log as one text stream (stdout and stderr
 // merged, in order), selected by o; with o.Follow it ends when the

@@ -28,14 +28,15 @@ import (
 	"berth.dev/berth/runtime/linux/health"
 )
 
-// Files of a container dir.
+// Files of a container dir (the shim writes State, Exit and the log;
+// berth the rest).
 const (
-	metaFile  = "meta.json"  // CLI-written record
-	stateFile = "state.json" // shim-written: status, pids
-	exitFile  = "exit.json"  // shim-written: last exit
-	stopFile  = "stop"       // a user asked it to stop: no restart
-	logDir    = "log"
-	logName   = "json.log"
+	MetaFile  = "meta.json"  // CLI-written record
+	StateFile = "state.json" // shim-written: status, pids
+	ExitFile  = "exit.json"  // shim-written: last exit
+	StopFile  = "stop"       // a user asked it to stop: no restart
+	LogDir    = "log"
+	LogName   = "json.log"
 )
 
 // Options configure a Runtime.
@@ -134,7 +135,6 @@ type State struct {
 	Init      Proc      `json:"init"`
 	Shim      Proc      `json:"shim"`
 	StartedAt time.Time `json:"started_at"`
-	LogOffset int64     `json:"log_offset"`
 	Restarts  int       `json:"restarts"`
 	Error     string    `json:"error,omitempty"`
 	// Health is the current run's healthcheck status (shim-written).
@@ -191,7 +191,7 @@ func (r *Runtime) create(ctx context.Context, s runtime.ContainerSpec, transient
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", s.Name, err)
 	}
-	for _, d := range []string{"rootfs", logDir} {
+	for _, d := range []string{"rootfs", LogDir} {
 		if err := os.Mkdir(filepath.Join(stage, d), 0o700); err != nil {
 			os.RemoveAll(stage)
 			return nil, fmt.Errorf("create container %s: %w", s.Name, err)
@@ -202,7 +202,7 @@ func (r *Runtime) create(ctx context.Context, s runtime.ContainerSpec, transient
 		os.RemoveAll(stage)
 		return nil, fmt.Errorf("create container %s: %w", s.Name, err)
 	}
-	if err := state.WriteJSON(filepath.Join(stage, metaFile), m, 0o600); err != nil {
+	if err := state.WriteJSON(filepath.Join(stage, MetaFile), m, 0o600); err != nil {
 		lock.unlock()
 		os.RemoveAll(stage)
 		return nil, fmt.Errorf("create container %s: %w", s.Name, err)
@@ -258,7 +258,7 @@ func (r *Runtime) find(ref string) (*Container, error) {
 		return nil, errdefs.Invalidf("empty container name or ID")
 	}
 	if id, err := r.root.LookupName(strings.TrimPrefix(ref, "/")); err == nil {
-		if _, err := os.Stat(filepath.Join(r.dir(id), metaFile)); err == nil {
+		if _, err := os.Stat(filepath.Join(r.dir(id), MetaFile)); err == nil {
 			return &Container{r: r, id: id}, nil
 		}
 	}

@@ -16,7 +16,7 @@ import (
 	"berth.dev/berth/runtime"
 )
 
-const configFile = "config.json" // Start-written: the shim's ShimConfig
+const ConfigFile = "config.json" // Start-written: the shim's ShimConfig
 
 // ShimReport is the one line a shim writes on its report pipe (fd 3).
 type ShimReport struct {
@@ -62,7 +62,7 @@ func (r *Runtime) spawnShim(ctx context.Context, m *Meta, lock *os.File, attach 
 	if err != nil {
 		return fmt.Errorf("start %s: %w", m.Name, err)
 	}
-	if err := os.WriteFile(filepath.Join(r.dir(m.ID), configFile), b, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(r.dir(m.ID), ConfigFile), b, 0o600); err != nil {
 		return fmt.Errorf("start %s: %w", m.Name, err)
 	}
 	exe, err := r.sealedCopy()

@@ -160,8 +160,6 @@ func (r *Runtime) buildShimConfig(m *Meta, mounts []image.Mount) (*ShimConfig, e
 		OOMScoreAdj: p.OOMScoreAdj,
 		Init:        s.Init,
 		Tty:         p.Terminal,
-		Rows:        consoleRows(s),
-		Cols:        consoleCols(s),
 		CgroupNS:    cgroups.UnifiedHost(),
 		Loopback:    privateNet,
 	}
@@ -173,6 +171,7 @@ func (r *Runtime) buildShimConfig(m *Meta, mounts []image.Mount) (*ShimConfig, e
 	for _, rl := range p.Rlimits {
 		ic.Rlimits = append(ic.Rlimits, initproc.Rlimit{Name: rl.Type, Soft: rl.Soft, Hard: rl.Hard})
 	}
+	ic.Rows, ic.Cols = consoleSize(s)
 	flags := uintptr(cloneNS)
 	if privateNet {
 		flags |= cloneNet
@@ -278,16 +277,10 @@ func resolvConf() string {
 	return out.String()
 }
 
-func consoleRows(s runtime.ContainerSpec) uint16 {
+// consoleSize is the terminal size a run starts with (0, 0: unknown).
+func consoleSize(s runtime.ContainerSpec) (rows, cols uint16) {
 	if s.ConsoleSize == nil {
-		return 0
+		return 0, 0
 	}
-	return s.ConsoleSize.Rows
-}
-
-func consoleCols(s runtime.ContainerSpec) uint16 {
-	if s.ConsoleSize == nil {
-		return 0
-	}
-	return s.ConsoleSize.Cols
+	return s.ConsoleSize.Rows, s.ConsoleSize.Cols
 }

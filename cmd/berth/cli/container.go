@@ -127,6 +127,11 @@ func (g *globals) findContainer(ref string) (*linux.Container, error) {
 // eachContainer runs fn on every named container, printing the name of
 // each that succeeded and joining the errors.
 func (g *globals) eachContainer(args []string, fn func(c *linux.Container) error) error {
+	return g.eachContainerSay(args, func(ref string, c *linux.Container) (string, error) { return ref, fn(c) })
+}
+
+// eachContainerSay is eachContainer printing what fn returns instead.
+func (g *globals) eachContainerSay(args []string, fn func(ref string, c *linux.Container) (string, error)) error {
 	rt, _, err := g.openRuntime()
 	if err != nil {
 		return err
@@ -134,14 +139,15 @@ func (g *globals) eachContainer(args []string, fn func(c *linux.Container) error
 	var errs []error
 	for _, ref := range args {
 		c, err := rt.Find(ref)
+		var out string
 		if err == nil {
-			err = fn(c)
+			out, err = fn(ref, c)
 		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		fmt.Fprintln(g.stdout, ref)
+		fmt.Fprintln(g.stdout, out)
 	}
 	return errors.Join(errs...)
 }
@@ -223,25 +229,10 @@ func newWaitCmd(g *globals) *cobra.Command {
 		Short: "Block until one or more containers stop, then print their exit codes",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, _, err := g.openRuntime()
-			if err != nil {
-				return err
-			}
-			var errs []error
-			for _, ref := range args {
-				c, err := rt.Find(ref)
-				if err != nil {
-					errs = append(errs, err)
-					continue
-				}
+			return g.eachContainerSay(args, func(_ string, c *linux.Container) (string, error) {
 				ex, err := c.Wait(cmd.Context())
-				if err != nil {
-					errs = append(errs, err)
-					continue
-				}
-				fmt.Fprintln(g.stdout, ex.Code)
-			}
-			return errors.Join(errs...)
+				return strconv.Itoa(ex.Code), err
+			})
 		},
 	}
 }

@@ -28,8 +28,6 @@ import (
 
 type imageConfig = ocispec.ImageConfig
 
-type specT = runtime.ContainerSpec
-
 // imageName is a reference of the image id, or its short ID.
 func imageName(store *local.Store, id digest.Digest) string {
 	if img, err := store.Get(context.Background(), id.String()); err == nil && len(img.Refs) > 0 {

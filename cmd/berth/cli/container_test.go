@@ -6,8 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"berth.dev/berth/runtime"
 	"golang.org/x/sys/unix"
 )
+
+type specT = runtime.ContainerSpec
 
 // TestSpecFromImageAndFlags: Docker's rules for a container's command,
 // environment, user, workdir, stop signal and limits.

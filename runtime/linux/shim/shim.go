@@ -116,7 +116,7 @@ func (s *shim) run(report *os.File) error {
 		return err
 	}
 	s.dir = dir
-	if err := state.ReadJSON(filepath.Join(dir, "config.json"), &s.cfg); err != nil {
+	if err := state.ReadJSON(filepath.Join(dir, linux.ConfigFile), &s.cfg); err != nil {
 		sendReport(report, linux.ShimReport{Code: 125, Msg: "shim: " + err.Error()})
 		return err
 	}
@@ -243,14 +243,12 @@ func (s *shim) start() (*running, error) {
 	run := &running{}
 	var err error
 	var in, out, errw *os.File
-	var logOff int64
 	if s.cfg.Log.Driver != "none" {
-		run.log, err = logfile.OpenWith(filepath.Join(s.dir, "log", "json.log"),
+		run.log, err = logfile.OpenWith(filepath.Join(s.dir, linux.LogDir, linux.LogName),
 			logfile.Options{MaxSize: s.cfg.Log.MaxSize, MaxFiles: s.cfg.Log.MaxFile})
 		if err != nil {
 			return nil, err
 		}
-		logOff = run.log.Size()
 	}
 	// With a terminal, init makes it inside the container and hands the
 	// master over the sync socket; else stdout and stderr are pipes (and
@@ -371,7 +369,7 @@ func (s *shim) start() (*running, error) {
 			}
 		}()
 	}
-	run.st = linux.State{Status: "running", Init: initProc, Shim: linux.SelfProc(), StartedAt: time.Now().UTC(), LogOffset: logOff, Restarts: s.restarts}
+	run.st = linux.State{Status: "running", Init: initProc, Shim: linux.SelfProc(), StartedAt: time.Now().UTC(), Restarts: s.restarts}
 	s.mu.Lock()
 	s.health = nil
 	if health.Enabled(s.cfg.Health) {
@@ -438,7 +436,7 @@ func (s *shim) supervise(run *running) {
 // stopRequested reports the user stopped the container (berth writes the
 // stop file before it signals).
 func (s *shim) stopRequested() bool {
-	_, err := os.Stat(filepath.Join(s.dir, "stop"))
+	_, err := os.Stat(filepath.Join(s.dir, linux.StopFile))
 	return err == nil
 }
 
@@ -513,13 +511,13 @@ func (s *shim) record(st linux.State, ex *linux.Exit) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ex != nil {
-		state.WriteJSONVolatile(filepath.Join(s.dir, "exit.json"), ex, 0o600)
+		state.WriteJSONVolatile(filepath.Join(s.dir, linux.ExitFile), ex, 0o600)
 	}
 	s.last = st
 	if st.Status == "running" {
 		st.Health = s.health
 	}
-	return state.WriteJSONVolatile(filepath.Join(s.dir, "state.json"), st, 0o600)
+	return state.WriteJSONVolatile(filepath.Join(s.dir, linux.StateFile), st, 0o600)
 }
 
 // recordHealth stores a probe's outcome in state.json (the shim is its
