@@ -72,14 +72,15 @@ test-unit:
 # binary, locks across processes); they fail instead of skipping when CI=true
 # and not root.
 test-root: build
-	BERTH_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 ./internal/... ./image/... ./runtime/...
+	BERTH_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 ./internal/... ./image/... ./runtime/... ./network/...
 
 test-e2e: build
 	BERTH_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 ./examples/...
 
 FUZZ_TARGETS := project:FuzzFigPrepass project:FuzzLoad project:FuzzNames image/archive:FuzzApplyLayer \
 	runtime/linux/initproc:FuzzResolveUser runtime/linux/restart:FuzzMachine runtime/linux/ctl:FuzzCtlFrame \
-	runtime/linux/logfile:FuzzLogRead runtime/linux/logfile:FuzzDecode runtime/linux/logfile:FuzzEncode runtime/linux/logfile:FuzzFastLine
+	runtime/linux/logfile:FuzzLogRead runtime/linux/logfile:FuzzDecode runtime/linux/logfile:FuzzEncode runtime/linux/logfile:FuzzFastLine \
+	network/dns:FuzzDNSQuery network/ipam:FuzzAllocate
 
 fuzz:
 	@for pt in $(FUZZ_TARGETS); do p=$${pt%%:*}; t=$${pt#*:}; \

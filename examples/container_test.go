@@ -193,9 +193,7 @@ func TestContainerMemoryLimitMustOOMKill(t *testing.T) {
 		t.Errorf("inspect: %q", got)
 	}
 	r.Must("container", "rm", "hog")
-	if dirs := testutil.Leaks(r.Path); len(dirs) > 0 {
-		t.Errorf("left after rm: %v", dirs)
-	}
+	testutil.Eventually(t, func() bool { return len(testutil.RuntimeLeaks(r.Path)) == 0 }, 5*time.Second, "nothing left after rm")
 }
 
 // TestContainerPidsLimitMustCapForks: --pids-limit 20 caps a shell that
@@ -343,9 +341,7 @@ func TestContainerRunKilledMustLeaveRunningOrNothing(t *testing.T) {
 		if snaps := containerSnapshots(t, r.Path); len(snaps) != 0 {
 			t.Errorf("%s: container snapshots left: %v", fp, snaps)
 		}
-		if l := testutil.Leaks(r.Path); len(l) > 0 {
-			t.Errorf("%s: left %v", fp, l)
-		}
+		testutil.Eventually(t, func() bool { return len(testutil.RuntimeLeaks(r.Path)) == 0 }, 5*time.Second, fp+": nothing left")
 		// The name is free again.
 		r.Must("container", "run", "--rm", "--name", "c-"+fp, "busybox", "true")
 	}

@@ -27,7 +27,8 @@ func fsContainer(t *testing.T, r *testutil.Root, running bool) {
 	if !running {
 		r.Must("container", "run", "--name", "c", "busybox", "sh", "-c", fsScript)
 		// run returns with the exit; the shim may take a moment longer.
-		testutil.Eventually(t, func() bool { return len(testutil.Leaks(r.Path)) == 0 }, 10*time.Second, "the shim of the exited container to end")
+		t.Cleanup(func() { r.Run("container", "rm", "-f", "c") })
+		testutil.Eventually(t, func() bool { return testutil.ShimsGone(r.Path) }, 10*time.Second, "the shim of the exited container to end")
 		return
 	}
 	r.Must("container", "run", "-d", "--name", "c", "busybox", "sh", "-c", fsScript+"; touch /ready; sleep 1000")

@@ -54,6 +54,14 @@ type Container interface {
 	Pause(ctx context.Context) error
 	Resume(ctx context.Context) error
 	Rename(ctx context.Context, name string) error
+	// NetNS is the path of the container's pinned network namespace ("" when
+	// it uses the host's or another container's).
+	NetNS() string
+	// SetNetworking records what attaching gave the container; the next
+	// Start uses it.
+	SetNetworking(ctx context.Context, n Networking) error
+	// Networking returns what SetNetworking recorded.
+	Networking(ctx context.Context) (Networking, error)
 	// CopyIn and CopyOut resolve paths inside the container root.
 	CopyIn(ctx context.Context, dst string, tar io.Reader) error
 	CopyOut(ctx context.Context, src string) (io.ReadCloser, error)
@@ -91,6 +99,58 @@ type ContainerSpec struct {
 	// attached client resizes it later.
 	ConsoleSize *Winsize
 	StdinOnce   bool // close it when the first attached client ends its input
+
+	// DNS servers (dns:, --dns): in resolv.conf without a bridge network,
+	// else where the embedded DNS forwards names it does not know (the
+	// host's resolvers when empty).
+	DNS        []string
+	DNSSearch  []string // dns_search
+	DNSOptions []string // dns_opt
+	ExtraHosts []string // extra_hosts / --add-host: "name:ip" (also "name=ip")
+	// Expose is expose: / --expose beyond the image's EXPOSE ("5432",
+	// "8000-8010/udp"): documentation, -P and link variables.
+	Expose []string
+	// Networks the orchestrator attaches the container to (with NetNS
+	// private), in priority order; recorded so a start can re-attach.
+	Networks []NetworkAttachment
+}
+
+// NetworkAttachment is one network a container asks for.
+type NetworkAttachment struct {
+	Network string
+	Aliases []string
+	IPv4    string // static ipv4_address
+	IPv6    string
+}
+
+// Networking is what attaching a container to its networks gave it,
+// recorded by the orchestrator (SetNetworking) between Create and Start:
+// the runtime writes /etc/hosts and resolv.conf from it and the shim
+// serves DNS from its records files and forwards published ports to the
+// primary endpoint.
+type Networking struct {
+	// Endpoints in priority order; the first is the primary one.
+	Endpoints []NetEndpoint `json:"endpoints,omitempty"`
+	// Hosts are extra /etc/hosts lines: link aliases.
+	Hosts []HostEntry `json:"hosts,omitempty"`
+}
+
+// NetEndpoint is the container on one network.
+type NetEndpoint struct {
+	Network string   `json:"network"`
+	IPv4    string   `json:"ipv4,omitempty"`
+	IPv6    string   `json:"ipv6,omitempty"`
+	Gateway string   `json:"gateway,omitempty"`
+	Prefix  int      `json:"prefix,omitempty"`
+	MAC     string   `json:"mac,omitempty"`
+	Aliases []string `json:"aliases,omitempty"`
+	Records string   `json:"records,omitempty"` // the network's DNS records file
+}
+
+// HostEntry is one /etc/hosts line.
+type HostEntry struct {
+	IP    string   `json:"ip"`
+	Names []string `json:"names"`
 }
 
 // RootfsSpec names the image snapshot chain the container's upper dir sits on.
@@ -99,7 +159,9 @@ type RootfsSpec struct {
 	ReadOnly bool
 }
 
-// NetNSMode is "private", "host", "none" or "container:<id>".
+// NetNSMode is "private" (a namespace of its own, pinned at Create, that
+// the orchestrator attaches to networks), "none" (its own, loopback only),
+// "host", or "container:<id>" (another container's).
 type NetNSMode string
 
 // PortMapping publishes a container port on the host.
@@ -136,6 +198,8 @@ type LogConfig struct {
 type StartError struct {
 	Code int
 	Msg  string
+	// PortInUse: a published port could not be bound (nothing started).
+	PortInUse bool
 }
 
 func (e *StartError) Error() string { return e.Msg }

@@ -120,3 +120,9 @@ func holderPID(path string) int {
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	return pid
 }
+
+// AcquireFile takes an exclusive (or o.Shared) lock on the file at path,
+// creating it; what names it in messages.
+func AcquireFile(ctx context.Context, path, what string, o LockOptions) (*Lock, error) {
+	return acquire(ctx, path, what, o)
+}

@@ -80,6 +80,10 @@ func NewRoot(t testing.TB) *Root {
 	RequireRoot(t)
 	r := &Root{t: t, Path: TempRoot(t), Bin: BerthBinary(t)}
 	CheckLeaks(t, r.Path)
+	// The default network comes with the first container run; it is the
+	// root's, not a test's leak (a test that leaves containers on it
+	// still fails: their shims and veths are leaks).
+	t.Cleanup(func() { r.RunEnv(nil, "network", "rm", "bridge") })
 	if res := r.Run("image", "import", BusyboxTar(t), "busybox:latest", "--change", `CMD ["sh"]`); res.Code != 0 {
 		t.Fatalf("import busybox: %s", res.Stderr)
 	}

@@ -12,6 +12,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+
+	"berth.dev/berth/network/netnames"
 )
 
 // CgroupParent is the cgroup parent berth uses for a state root
@@ -39,7 +44,43 @@ func Leaks(root string) []string {
 	for _, d := range cgroupDirs(root) {
 		out = append(out, "cgroup "+d)
 	}
+	for _, l := range linksOf(root) {
+		out = append(out, "link "+l)
+	}
+	if nftTableOf(root) {
+		out = append(out, "nft table inet "+netnames.Table(root))
+	}
 	return out
+}
+
+// linksOf lists the root's bridges and host veths.
+func linksOf(root string) []string {
+	ents, _ := os.ReadDir("/sys/class/net")
+	var out []string
+	for _, e := range ents {
+		if n := e.Name(); strings.HasPrefix(n, netnames.BridgePrefix(root)) || strings.HasPrefix(n, netnames.VethPrefix(root)) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func nftTableOf(root string) bool {
+	c, err := nftables.New()
+	if err != nil {
+		return false
+	}
+	defer c.CloseLasting()
+	ts, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return false
+	}
+	for _, t := range ts {
+		if t.Name == netnames.Table(root) {
+			return true
+		}
+	}
+	return false
 }
 
 // CheckLeaks fails t, after its other cleanups registered later have run,
@@ -49,6 +90,12 @@ func CheckLeaks(t testing.TB, root string) {
 	t.Helper()
 	t.Cleanup(func() {
 		leaks := Leaks(root)
+		// A container's veth goes when the kernel frees its namespace,
+		// a moment after its last process ended.
+		for deadline := time.Now().Add(3 * time.Second); len(leaks) > 0 && onlyLinks(leaks) && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+			leaks = Leaks(root)
+		}
 		if len(leaks) == 0 {
 			return
 		}
@@ -82,6 +129,27 @@ func Sweep(root string) {
 	for i := len(ms) - 1; i >= 0; i-- {
 		syscall.Unmount(ms[i], syscall.MNT_DETACH)
 	}
+	for _, l := range linksOf(root) {
+		if link, err := netlink.LinkByName(l); err == nil {
+			netlink.LinkDel(link)
+		}
+	}
+	if nftTableOf(root) {
+		if c, err := nftables.New(); err == nil {
+			c.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: netnames.Table(root)})
+			c.Flush()
+			c.CloseLasting()
+		}
+	}
+}
+
+func onlyLinks(leaks []string) bool {
+	for _, l := range leaks {
+		if !strings.HasPrefix(l, "link ") {
+			return false
+		}
+	}
+	return true
 }
 
 func mountsUnder(root string) []string {
@@ -152,3 +220,21 @@ func cgroupDirs(root string) []string {
 	sort.Slice(out, func(i, j int) bool { return strings.Count(out[i], "/") > strings.Count(out[j], "/") })
 	return out
 }
+
+// RuntimeLeaks is Leaks without the root's networks (their bridges and
+// nft table), which outlive containers by design: what containers left.
+func RuntimeLeaks(root string) []string {
+	var out []string
+	for _, l := range Leaks(root) {
+		if strings.HasPrefix(l, "link "+netnames.BridgePrefix(root)) || strings.HasPrefix(l, "nft table ") {
+			continue
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// ShimsGone says whether no process names root any more (a stopped
+// container's shim has ended; its pinned namespace and veth remain until
+// it is removed).
+func ShimsGone(root string) bool { return len(processesNaming(root)) == 0 }

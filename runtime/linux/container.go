@@ -15,6 +15,7 @@ import (
 	"berth.dev/berth/runtime"
 	"berth.dev/berth/runtime/linux/cgroups"
 	"berth.dev/berth/runtime/linux/health"
+	"berth.dev/berth/runtime/linux/nsenter"
 )
 
 // Container is one container of a Runtime.
@@ -115,6 +116,7 @@ func (c *Container) Info(ctx context.Context) (runtime.Info, error) {
 			info.Status = runtime.StatusPaused
 		}
 		info.Pid = st.Init.Pid
+		info.Ports = st.Ports
 		if st.Health != nil {
 			info.Health = st.Health.Status
 		}
@@ -460,6 +462,9 @@ func (c *Container) destroy(ctx context.Context, m *Meta) error {
 		errs = append(errs, err)
 	}
 	os.Remove(c.r.socketPath(c.id))
+	if err := nsenter.UnpinNetNS(c.r.NetNSPath(c.id)); err != nil {
+		errs = append(errs, err)
+	}
 	// Rename out first: a dir under containers/ is a container or nothing.
 	trash := filepath.Join(c.r.root.TmpDir(), "rm-"+c.id)
 	if err := os.Rename(c.dir(), trash); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -29,7 +29,8 @@ func fstContainer(t *testing.T, script string, running bool) (*testutil.Root, *C
 	} else {
 		r.Must("container", "run", "--name", "c", "busybox", "sh", "-c", script)
 		// run returns with the exit; the shim may take a moment longer.
-		testutil.Eventually(t, func() bool { return len(testutil.Leaks(r.Path)) == 0 }, 10*time.Second, "the shim of the exited container to end")
+		t.Cleanup(func() { r.Run("container", "rm", "-f", "c") })
+		testutil.Eventually(t, func() bool { return testutil.ShimsGone(r.Path) }, 10*time.Second, "the shim of the exited container to end")
 	}
 	root, err := state.Open(r.Path)
 	if err != nil {

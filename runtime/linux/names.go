@@ -34,3 +34,7 @@ func (r *Runtime) freeName() string {
 		}
 	}
 }
+
+// FreeName is a generated name no container has now (Create takes it
+// atomically later; a race loses with ErrConflict).
+func (r *Runtime) FreeName() string { return r.freeName() }

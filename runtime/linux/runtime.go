@@ -139,6 +139,8 @@ type State struct {
 	Error     string    `json:"error,omitempty"`
 	// Health is the current run's healthcheck status (shim-written).
 	Health *health.Status `json:"health,omitempty"`
+	// Ports are the published ports as bound (ephemeral ones resolved).
+	Ports []runtime.PortMapping `json:"ports,omitempty"`
 }
 
 func (r *Runtime) dir(id string) string { d, _ := r.root.ContainerDir(id); return d }
@@ -226,6 +228,11 @@ func (r *Runtime) create(ctx context.Context, s runtime.ContainerSpec, transient
 		return undo(fmt.Errorf("create container: %w", err))
 	}
 	failpoint.Hit("create-named")
+	if ownNetNS(s) {
+		if err := r.pinNetNS(id); err != nil {
+			return undo(fmt.Errorf("create container %s: %w", s.Name, err))
+		}
+	}
 	if _, err := r.snaps.Prepare(ctx, SnapshotKey(id), s.Rootfs.ChainID); err != nil {
 		return undo(fmt.Errorf("create container %s: snapshot: %w", s.Name, err))
 	}

@@ -23,6 +23,8 @@ type ShimReport struct {
 	Pid  int    `json:"pid,omitempty"`
 	Code int    `json:"code,omitempty"` // non-zero: the start failed
 	Msg  string `json:"msg,omitempty"`
+	// PortInUse: binding a published port failed.
+	PortInUse bool `json:"port_in_use,omitempty"`
 }
 
 // The shim's fds: 3 report pipe, 4 the sealed binary, 5 the container's
@@ -48,14 +50,19 @@ func (r *Runtime) spawnShim(ctx context.Context, m *Meta, lock *os.File, attach 
 	if err != nil {
 		return fmt.Errorf("start %s: snapshot: %w", m.Name, err)
 	}
-	cfg, err := r.buildShimConfig(m, mounts)
+	c := &Container{r: r, id: m.ID}
+	nw, err := c.Networking(ctx)
+	if err != nil {
+		return err
+	}
+	cfg, err := r.buildShimConfig(m, mounts, nw)
 	if err != nil {
 		return err
 	}
 	cfg.AwaitAttach = attach
 	// config.json and the /etc files are made anew at every start and read
 	// only by this start: written whole, but not fsynced.
-	if err := writeEtcFiles(r.dir(m.ID), m.Spec); err != nil {
+	if err := writeEtcFiles(r.dir(m.ID), m.Spec, nw); err != nil {
 		return fmt.Errorf("start %s: %w", m.Name, err)
 	}
 	b, err := json.Marshal(cfg)
@@ -104,7 +111,7 @@ func (r *Runtime) spawnShim(ctx context.Context, m *Meta, lock *os.File, attach 
 		return fmt.Errorf("start %s: the shim exited without a report (%q)", m.Name, b)
 	}
 	if rep.Code != 0 {
-		return &runtime.StartError{Code: rep.Code, Msg: rep.Msg}
+		return &runtime.StartError{Code: rep.Code, Msg: rep.Msg, PortInUse: rep.PortInUse}
 	}
 	return nil
 }

@@ -1,12 +1,11 @@
 package linux
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
-	"strings"
+	"strconv"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -93,10 +92,34 @@ type ShimConfig struct {
 	Health      *runtime.HealthCheck  `json:"health,omitempty"`
 	Log         runtime.LogConfig     `json:"log"`
 	Restart     runtime.RestartPolicy `json:"restart"`
+	// NetNS is the network namespace init is cloned into ("" with
+	// Cloneflags' CLONE_NEWNET, or the host's).
+	NetNS string `json:"netns,omitempty"`
+	// DNS is the embedded resolver the shim serves on 127.0.0.11 in the
+	// container's namespace, with a bridge network.
+	DNS *ShimDNS `json:"dns,omitempty"`
+	// Ports are published by the shim's proxy, in the host's namespace.
+	Ports []ShimPort `json:"ports,omitempty"`
 }
 
+// ShimDNS configures the embedded resolver.
+type ShimDNS struct {
+	Zones     []string `json:"zones"`     // records files of the container's networks
+	Upstreams []string `json:"upstreams"` // ip:port where other names go
+}
+
+// ShimPort is a published port and the container address it forwards to.
+type ShimPort struct {
+	runtime.PortMapping
+	Backend string `json:"backend"` // ip:port of the container
+}
+
+// EmbeddedDNS is where the shim serves DNS inside the container (Docker's
+// address, so tools that special-case it keep working).
+const EmbeddedDNS = "127.0.0.11"
+
 // buildShimConfig turns a record into the shim's config.
-func (r *Runtime) buildShimConfig(m *Meta, mounts []image.Mount) (*ShimConfig, error) {
+func (r *Runtime) buildShimConfig(m *Meta, mounts []image.Mount, nw runtime.Networking) (*ShimConfig, error) {
 	s := m.Spec
 	p := s.OCI.Process
 	dir := r.dir(m.ID)
@@ -173,10 +196,29 @@ func (r *Runtime) buildShimConfig(m *Meta, mounts []image.Mount) (*ShimConfig, e
 	}
 	ic.Rows, ic.Cols = consoleSize(s)
 	flags := uintptr(cloneNS)
-	if privateNet {
-		flags |= cloneNet
+	netns, err := r.joinedNetNS(m)
+	if err != nil {
+		return nil, err
+	}
+	var dns *ShimDNS
+	var ports []ShimPort
+	if len(nw.Endpoints) > 0 && ownNetNS(s) {
+		dns = &ShimDNS{Upstreams: upstreams(s.DNS)}
+		for _, ep := range nw.Endpoints {
+			if ep.Records != "" {
+				dns.Zones = append(dns.Zones, ep.Records)
+			}
+		}
+		if ip := nw.Endpoints[0].IPv4; ip != "" {
+			for _, p := range s.Ports {
+				ports = append(ports, ShimPort{PortMapping: p, Backend: net.JoinHostPort(ip, strconv.Itoa(int(p.ContainerPort)))})
+			}
+		}
 	}
 	return &ShimConfig{
+		NetNS:      netns,
+		DNS:        dns,
+		Ports:      ports,
 		Name:       m.Name,
 		Init:       ic,
 		Cloneflags: flags,
@@ -241,13 +283,9 @@ func resourcesOf(s runtime.ContainerSpec) cgroups.Resources {
 
 // writeEtcFiles writes the hostname, hosts and resolv.conf that are
 // bind-mounted into the container.
-func writeEtcFiles(dir string, s runtime.ContainerSpec) error {
+func writeEtcFiles(dir string, s runtime.ContainerSpec, nw runtime.Networking) error {
 	host := s.OCI.Hostname
-	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
-	if host != "" {
-		hosts += "127.0.1.1\t" + host + "\n"
-	}
-	files := map[string]string{"hostname": host + "\n", "hosts": hosts, "resolv.conf": resolvConf()}
+	files := map[string]string{"hostname": host + "\n", "hosts": hostsFile(s, nw), "resolv.conf": resolvConfFor(s, nw)}
 	for name, content := range files {
 		// In place (no rename): a live bind mount keeps following the inode.
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
@@ -255,26 +293,6 @@ func writeEtcFiles(dir string, s runtime.ContainerSpec) error {
 		}
 	}
 	return nil
-}
-
-// resolvConf is the host's resolv.conf without loopback nameservers, which
-// mean nothing in the container's network namespace (as Docker filters).
-func resolvConf() string {
-	b, err := os.ReadFile("/etc/resolv.conf")
-	if err != nil {
-		return ""
-	}
-	var out bytes.Buffer
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		line := sc.Text()
-		f := strings.Fields(line)
-		if len(f) >= 2 && f[0] == "nameserver" && (strings.HasPrefix(f[1], "127.") || f[1] == "::1") {
-			continue
-		}
-		out.WriteString(line + "\n")
-	}
-	return out.String()
 }
 
 // consoleSize is the terminal size a run starts with (0, 0: unknown).

@@ -63,7 +63,7 @@ func newContainerCmd(g *globals) *cobra.Command {
 	cmd.AddCommand(newRunCmd(g, true), newRunCmd(g, false), newStartCmd(g), newStopCmd(g), newKillCmd(g),
 		newRmCmd(g), newPsCmd(g), newInspectCmd(g), newWaitCmd(g), newTopCmd(g), newRenameCmd(g),
 		newExecCmd(g), newAttachCmd(g), newLogsCmd(g), newStatsCmd(g), newPauseCmd(g), newUnpauseCmd(g),
-		newCpCmd(g), newDiffCmd(g), newExportCmd(g), newCommitCmd(g))
+		newCpCmd(g), newDiffCmd(g), newExportCmd(g), newCommitCmd(g), newPortCmd(g))
 	return cmd
 }
 
@@ -85,10 +85,8 @@ func newStartCmd(g *globals) *cobra.Command {
 			var errs []error
 			for _, ref := range args {
 				c, err := rt.Find(ref)
-				if err == nil && attach {
-					err = c.StartAttach(ctx)
-				} else if err == nil {
-					err = c.Start(ctx)
+				if err == nil {
+					err = g.startNetworked(ctx, c, attach)
 				}
 				if err != nil {
 					if attach {
@@ -199,7 +197,7 @@ func newRmCmd(g *globals) *cobra.Command {
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.eachContainer(args, func(c *linux.Container) error {
-				return c.Remove(cmd.Context(), runtime.RemoveOptions{Force: force, RemoveVolumes: volumes})
+				return g.removeNetworked(cmd.Context(), c, runtime.RemoveOptions{Force: force, RemoveVolumes: volumes})
 			})
 		},
 	}

@@ -141,6 +141,7 @@ func (g *globals) psRow(rt *linux.Runtime, store *local.Store, in runtime.Info) 
 			}
 		}
 	}
+	r.Ports = portsString(in.Ports)
 	var labels []string
 	for k, v := range in.Labels {
 		labels = append(labels, k+"="+v)

@@ -20,6 +20,7 @@ import (
 	"berth.dev/berth/image/local"
 	"berth.dev/berth/internal/errdefs"
 	"berth.dev/berth/internal/failpoint"
+	"berth.dev/berth/network/bridge"
 	"berth.dev/berth/runtime"
 	"berth.dev/berth/runtime/linux"
 	"berth.dev/berth/runtime/linux/initproc"
@@ -46,7 +47,7 @@ type createOpts struct {
 	detachKeys                                               string
 	name, workdir, user, hostname, domainname, entrypoint    string
 	restart, memory, memorySwap, shmSize, stopSignal         string
-	network, cpusetCpus, cpusetMems                          string
+	cpusetCpus, cpusetMems                                   string
 	cpus                                                     float64
 	cpuShares, pidsLimit                                     int64
 	stopTimeout                                              int
@@ -57,6 +58,7 @@ type createOpts struct {
 	health                                                   healthFlags
 	logDriver                                                string
 	logOpts                                                  []string
+	net                                                      netOpts
 }
 
 func newRunCmd(g *globals, run bool) *cobra.Command {
@@ -118,7 +120,7 @@ func newRunCmd(g *globals, run bool) *cobra.Command {
 	f.StringVar(&o.shmSize, "shm-size", "", "Size of /dev/shm")
 	f.IntVar(&o.oomScoreAdj, "oom-score-adj", 0, "Tune host's OOM preferences (-1000 to 1000)")
 	f.StringArrayVar(&o.groupAdd, "group-add", nil, "Add additional groups to join")
-	f.StringVar(&o.network, "network", "", "Network mode: none | host (default: a private network namespace with loopback only)")
+	o.net.register(f)
 	f.StringArrayVarP(&o.volumes, "volume", "v", nil, "Bind mount a volume (HOST:CONTAINER[:ro])")
 	f.StringVar(&o.logDriver, "log-driver", "json-file", "Logging driver for the container: json-file or none")
 	f.StringArrayVar(&o.logOpts, "log-opt", nil, "Log driver options (max-size=10m, max-file=3: the defaults)")
@@ -171,6 +173,32 @@ func (g *globals) runContainer(ctx context.Context, o *createOpts, ref string, c
 			spec.ConsoleSize = &runtime.Winsize{Rows: ws.Row, Cols: ws.Col}
 		}
 	}
+	var nm *bridge.Manager
+	var hosts []runtime.HostEntry
+	if len(spec.Networks) > 0 {
+		if nm, err = g.openNetworks(); err != nil {
+			return err
+		}
+		for _, na := range spec.Networks {
+			if na.Network == DefaultNetwork {
+				if err := ensureDefaultNetwork(ctx, nm); err != nil {
+					return err
+				}
+			} else if _, err := nm.Inspect(ctx, na.Network); err != nil {
+				return err
+			}
+		}
+		if spec.Name == "" {
+			spec.Name = rt.FreeName()
+		}
+		var env []string
+		if env, hosts, err = g.linkTargets(ctx, rt, spec, o.net.links); err != nil {
+			return err
+		}
+		spec.OCI.Process.Env = append(spec.OCI.Process.Env, env...)
+	} else if len(o.net.links) > 0 {
+		return errUsage("--link needs a bridge network (not --network %s)", spec.NetNS)
+	}
 	var c runtime.Container
 	if run {
 		c, err = rt.CreateTransient(ctx, spec)
@@ -181,6 +209,21 @@ func (g *globals) runContainer(ctx context.Context, o *createOpts, ref string, c
 		return err
 	}
 	lc := c.(*linux.Container)
+	// cleanup removes what a failed run made: the container and its
+	// endpoints (a port in use leaves nothing, not even a created record).
+	cleanup := func() {
+		ctx := context.WithoutCancel(ctx)
+		c.Remove(ctx, runtime.RemoveOptions{Force: true})
+		if nm != nil {
+			disconnect(ctx, nm, spec.Name, spec)
+		}
+	}
+	if nm != nil {
+		if err := connect(ctx, nm, c, spec, hosts); err != nil {
+			cleanup()
+			return err
+		}
+	}
 	if !run {
 		fmt.Fprintln(g.stdout, c.ID())
 		return nil
@@ -192,12 +235,14 @@ func (g *globals) runContainer(ctx context.Context, o *createOpts, ref string, c
 		serr = lc.StartAttach(ctx)
 	}
 	failpoint.Hit("run-started")
-	if serr == nil || !o.rm {
+	var se *runtime.StartError
+	portInUse := errors.As(serr, &se) && se.PortInUse
+	if serr == nil || (!o.rm && !portInUse) {
 		lc.MarkCreated()
 	}
 	if serr != nil {
-		if o.rm {
-			c.Remove(context.WithoutCancel(ctx), runtime.RemoveOptions{Force: true})
+		if o.rm || portInUse {
+			cleanup()
 		}
 		return startFailure(serr)
 	}
@@ -211,7 +256,7 @@ func (g *globals) runContainer(ctx context.Context, o *createOpts, ref string, c
 	var ee exitError
 	if o.rm && (err == nil || errors.As(err, &ee)) { // not when detached: it runs on
 		if info, ierr := c.Info(ctx); ierr == nil && info.Status != runtime.StatusRunning {
-			if rerr := c.Remove(ctx, runtime.RemoveOptions{Force: true}); rerr != nil {
+			if rerr := g.removeNetworked(ctx, lc, runtime.RemoveOptions{Force: true}); rerr != nil {
 				fmt.Fprintln(g.stderr, "berth: warning:", rerr)
 			}
 		}
@@ -397,14 +442,11 @@ func (o *createOpts) spec(g *globals, ic imageConfig, cmdArgs []string) (runtime
 		s.ShmSize = n
 	}
 	s.Rootfs.ReadOnly = o.readOnly
-	switch o.network {
-	case "", "none", "default", "bridge":
-		s.NetNS = "private"
-	case "host":
-		s.NetNS = "host"
-	default:
-		return s, nil, errUsage("--network %q: this runtime has none, host and the default private loopback namespace; bridge networks come with the networking issue", o.network)
+	nw, err := o.net.apply(&s, ic)
+	if err != nil {
+		return s, nil, err
 	}
+	warnings = append(warnings, nw...)
 	sig, from := ic.StopSignal, "the image's STOPSIGNAL"
 	if o.stopSignal != "" {
 		sig, from = o.stopSignal, "--stop-signal"

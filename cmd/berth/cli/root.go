@@ -151,7 +151,7 @@ the machine toward them. No Docker, containerd or podman underneath.`,
 		}
 	}
 	add("compose", g.compose(newConfigCmd(g)), newVersionCmd(g))
-	add("management", newContainerCmd(g), newImageCmd(g), newSystemCmd(g))
+	add("management", newContainerCmd(g), newImageCmd(g), newNetworkCmd(g), newSystemCmd(g))
 	root.SetHelpCommandGroupID("compose")
 	var noFlagsInUse func(c *cobra.Command)
 	noFlagsInUse = func(c *cobra.Command) {

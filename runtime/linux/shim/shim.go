@@ -19,10 +19,12 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"berth.dev/berth/internal/state"
+	"berth.dev/berth/network/proxy"
 	"berth.dev/berth/runtime"
 	"berth.dev/berth/runtime/linux"
 	"berth.dev/berth/runtime/linux/cgroups"
@@ -30,6 +32,7 @@ import (
 	"berth.dev/berth/runtime/linux/health"
 	"berth.dev/berth/runtime/linux/initproc"
 	"berth.dev/berth/runtime/linux/logfile"
+	"berth.dev/berth/runtime/linux/nsenter"
 	"berth.dev/berth/runtime/linux/restart"
 )
 
@@ -67,6 +70,9 @@ func Main(rt *linux.Runtime, root *state.Root, id string) (code int) {
 	// The sealed binary is not needed to start init (it is re-exec'd from
 	// this process's own image); drop the fd.
 	unix.Close(linux.ShimExeFD)
+	// Named for ps and for "port in use by pid N (berth-shim)" messages
+	// (else the comm is the fd it was exec'd from).
+	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("berth-shim\x00")[0])), 0, 0, 0)
 	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE, syscall.SIGTTOU, syscall.SIGTTIN)
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		sendReport(report, linux.ShimReport{Code: 125, Msg: "shim: subreaper: " + err.Error()})
@@ -89,6 +95,7 @@ type shim struct {
 	cfg  linux.ShimConfig
 	cg   *cgroups.Cgroup
 	hub  *hub
+	net  *netServers // DNS and port proxies, for the shim's life
 
 	restarts int // of this container since its start by the user
 
@@ -127,7 +134,14 @@ func (s *shim) run(report *os.File) error {
 		return err
 	}
 	defer func() { l.Close(); os.Remove(s.rt.SocketPath(s.id)) }()
-	started, err := s.start()
+	s.net, err = s.startNetwork()
+	if err == nil {
+		defer s.net.stop()
+	}
+	var started *running
+	if err == nil {
+		started, err = s.start()
+	}
 	if err != nil {
 		var f *initproc.Failure
 		code := 125
@@ -136,7 +150,7 @@ func (s *shim) run(report *os.File) error {
 		}
 		msg := fmt.Sprintf("container %s: %v", s.cfg.Name, err)
 		s.record(linux.State{Status: "created", Error: msg}, &linux.Exit{Code: code, ExitedAt: time.Now().UTC(), Error: msg})
-		sendReport(report, linux.ShimReport{Code: code, Msg: msg})
+		sendReport(report, linux.ShimReport{Code: code, Msg: msg, PortInUse: errors.Is(err, proxy.ErrPortInUse)})
 		return err
 	}
 	sendReport(report, linux.ShimReport{Pid: started.st.Init.Pid})
@@ -303,7 +317,11 @@ func (s *shim) start() (*running, error) {
 		cmd.SysProcAttr.UseCgroupFD = true
 		cmd.SysProcAttr.CgroupFD = fd
 	}
-	err = cmd.Start()
+	if s.cfg.NetNS != "" {
+		err = nsenter.InNetNS(s.cfg.NetNS, cmd.Start)
+	} else {
+		err = cmd.Start()
+	}
 	if cg != nil {
 		cg.Close()
 	}
@@ -512,6 +530,9 @@ func (s *shim) record(st linux.State, ex *linux.Exit) error {
 	defer s.mu.Unlock()
 	if ex != nil {
 		state.WriteJSONVolatile(filepath.Join(s.dir, linux.ExitFile), ex, 0o600)
+	}
+	if s.net != nil && st.Status != "created" {
+		st.Ports = s.net.ports
 	}
 	s.last = st
 	if st.Status == "running" {
