@@ -228,7 +228,7 @@ func newNetworkInspectCmd(g *globals) *cobra.Command {
 				out = append(out, map[string]any{"Name": n.Name, "Id": n.ID, "Created": n.Created, "Driver": "bridge", "Scope": "local",
 					"EnableIPv6": n.EnableIPv6, "Internal": n.Internal, "IPAM": map[string]any{"Driver": "default", "Config": ipam},
 					"Options": map[string]string{"com.docker.network.bridge.name": n.Bridge, "com.docker.network.driver.mtu": strconv.Itoa(mtuOf(n))},
-					"Labels": n.Labels, "Containers": ctrs})
+					"Labels":  n.Labels, "Containers": ctrs})
 			}
 			enc := json.NewEncoder(g.stdout)
 			enc.SetIndent("", "    ")
