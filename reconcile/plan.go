@@ -82,6 +82,17 @@ type Action struct {
 	Service  string
 	Number   int
 	Target   string // observed container ID, for actions on existing containers
+	// Needs are the depends_on conditions a StartContainer (or Restart)
+	// waits for on services that have no action in this plan (already
+	// running and unchanged): the executor checks them on the machine.
+	Needs []Need
+}
+
+// Need is one depends_on entry of the service an action starts.
+type Need struct {
+	Service  string
+	Cond     Condition
+	Required bool // false: depends_on.required: false, a missing service is skipped
 }
 
 // Plan is a list of actions in topological order.
