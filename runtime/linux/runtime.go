@@ -26,6 +26,7 @@ import (
 	"berth.dev/berth/runtime/linux/cgroups"
 	"berth.dev/berth/runtime/linux/exeseal"
 	"berth.dev/berth/runtime/linux/health"
+	"golang.org/x/sys/unix"
 )
 
 // Files of a container dir (the shim writes State, Exit and the log;
@@ -75,7 +76,7 @@ func (r *Runtime) Prewarm() {
 	ch := make(chan sealedExe, 1)
 	r.sealed = ch
 	go func() {
-		f, err := exeseal.CopyFile(r.exePath())
+		f, err := exeseal.CopyFileShared(r.exePath(), r.sharedExe)
 		ch <- sealedExe{f, err}
 	}()
 }
@@ -97,7 +98,7 @@ func (r *Runtime) sealedCopy() (*os.File, error) {
 		s := <-ch
 		return s.f, s.err
 	}
-	return exeseal.CopyFile(r.exePath())
+	return exeseal.CopyFileShared(r.exePath(), r.sharedExe)
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -389,4 +390,34 @@ func (r *Runtime) sweep(ctx context.Context) {
 			r.root.ReleaseName(n.Name(), id)
 		}
 	}
+}
+
+// sharedExe finds a sealed copy of the roles program among this root's
+// live shims (see exeseal.CopyFileShared): each is pinned by a pidfd and
+// checked against its recorded start time before its exe is opened.
+func (r *Runtime) sharedExe(name string, size int64) *os.File {
+	ids, err := r.ids()
+	if err != nil {
+		return nil
+	}
+	tried := 0
+	for _, id := range ids {
+		var st State
+		if state.ReadJSON(filepath.Join(r.dir(id), StateFile), &st) != nil || st.Shim.Pid <= 0 {
+			continue
+		}
+		fd, err := st.Shim.open()
+		if err != nil {
+			continue
+		}
+		f := exeseal.OpenShared(st.Shim.Pid, name, size)
+		unix.Close(fd)
+		if f != nil {
+			return f
+		}
+		if tried++; tried >= 4 {
+			return nil
+		}
+	}
+	return nil
 }

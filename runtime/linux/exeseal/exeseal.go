@@ -6,6 +6,8 @@
 package exeseal
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -44,9 +46,71 @@ func CopyFile(path string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("exeseal: %s: %w", path, err)
 	}
-	fd, err := unix.MemfdCreate("berth", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING|unix.MFD_EXEC)
+	return newCopy(src, off, n, "berth")
+}
+
+// CopyFileShared is CopyFile that first asks find for a sealed copy of
+// the same program already running (find calls OpenShared on processes it
+// trusts: the caller's own shims, pinned by pidfd): the shims of one berth
+// binary then share one copy in memory, and a start skips the copy. A
+// copy is named berth-roles-<identity>, the identity being the source
+// file's device, inode, size, mtime and roles section, so a rebuilt
+// binary never matches an old copy.
+func CopyFileShared(path string, find func(name string, size int64) *os.File) (*os.File, error) {
+	src, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("exeseal: %w", err)
+	}
+	if seals, err := unix.FcntlInt(src.Fd(), unix.F_GET_SEALS, 0); err == nil && seals&Seals == Seals {
+		return src, nil
+	}
+	defer src.Close()
+	off, n, err := rolesSection(src)
+	if err != nil {
+		return nil, fmt.Errorf("exeseal: %s: %w", path, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(src.Fd()), &st); err != nil {
+		return nil, fmt.Errorf("exeseal: %s: %w", path, err)
+	}
+	sum := sha256.Sum256(fmt.Appendf(nil, "%d:%d:%d:%d.%d:%d:%d", st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec, off, n))
+	name := "berth-roles-" + hex.EncodeToString(sum[:8])
+	if find != nil {
+		if f := find(name, n); f != nil {
+			return f, nil
+		}
+	}
+	return newCopy(src, off, n, name)
+}
+
+// OpenShared opens pid's program if it is the sealed copy called name,
+// of size bytes, carrying every seal; else nil. The caller must know pid
+// is its own process (a pidfd held across the call keeps the number from
+// being reused): a process it does not control could present a memfd of
+// its own making.
+func OpenShared(pid int, name string, size int64) *os.File {
+	exe := "/proc/" + strconv.Itoa(pid) + "/exe"
+	if l, err := os.Readlink(exe); err != nil || l != "/memfd:"+name+" (deleted)" {
+		return nil
+	}
+	f, err := os.OpenFile(exe, os.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	var st unix.Stat_t
+	seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0)
+	if err != nil || seals&Seals != Seals || unix.Fstat(int(f.Fd()), &st) != nil || st.Size != size || st.Uid != 0 {
+		f.Close()
+		return nil
+	}
+	return f
+}
+
+// newCopy seals n bytes at off of src into a new memfd called name.
+func newCopy(src *os.File, off, n int64, name string) (*os.File, error) {
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING|unix.MFD_EXEC)
 	if errors.Is(err, unix.EINVAL) { // kernels before 6.3 know no MFD_EXEC
-		fd, err = unix.MemfdCreate("berth", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+		fd, err = unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("exeseal: memfd_create: %w", err)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -12,6 +13,10 @@ import (
 func TestMain(m *testing.M) {
 	if os.Getenv("EXESEAL_CHILD") == "1" {
 		os.Exit(42) // the sealed copy ran
+	}
+	if os.Getenv("EXESEAL_CHILD") == "wait" {
+		os.Stdin.Read(make([]byte, 1))
+		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
@@ -87,5 +92,44 @@ func TestPackedRolesAreWhatIsSealed(t *testing.T) {
 	os.WriteFile(dir+"/bad", append([]byte("x"), []byte("ffffffffffffffff"+trailerMagic)...), 0o755)
 	if _, err := CopyFile(dir + "/bad"); err == nil {
 		t.Error("a damaged trailer was accepted")
+	}
+}
+
+// TestSharedCopyIsReused: a second copy of the same program reuses the
+// sealed memfd a running process executes (same inode), found only under
+// its identity name and size.
+func TestSharedCopyIsReused(t *testing.T) {
+	f1, err := CopyFileShared("/proc/self/exe", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f1.Close()
+	cmd := exec.Command(Path(f1), "-test.run=^$")
+	cmd.Env = append(os.Environ(), "EXESEAL_CHILD=wait")
+	in, _ := cmd.StdinPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { in.Close(); cmd.Wait() }()
+	var asked string
+	f2, err := CopyFileShared("/proc/self/exe", func(name string, size int64) *os.File {
+		asked = name
+		if OpenShared(cmd.Process.Pid, name+"x", size) != nil || OpenShared(cmd.Process.Pid, name, size+1) != nil {
+			t.Error("a wrong name or size matched")
+		}
+		return OpenShared(cmd.Process.Pid, name, size)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f2.Close()
+	var s1, s2 unix.Stat_t
+	unix.Fstat(int(f1.Fd()), &s1)
+	unix.Fstat(int(f2.Fd()), &s2)
+	if s1.Ino != s2.Ino || !strings.HasPrefix(asked, "berth-roles-") {
+		t.Errorf("not shared: inodes %d %d, name %q", s1.Ino, s2.Ino, asked)
+	}
+	if seals, _ := unix.FcntlInt(f2.Fd(), unix.F_GET_SEALS, 0); seals&Seals != Seals {
+		t.Errorf("shared copy seals %#x", seals)
 	}
 }

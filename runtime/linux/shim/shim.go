@@ -154,6 +154,7 @@ func (s *shim) run(report *os.File) error {
 		return err
 	}
 	sendReport(report, linux.ShimReport{Pid: started.st.Init.Pid})
+	trimImage()
 	s.supervise(started)
 	return nil
 }
