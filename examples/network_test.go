@@ -220,3 +220,20 @@ func TestNetworkRemoveMustLeaveNothing(t *testing.T) {
 		t.Errorf("networks left: %s", out)
 	}
 }
+
+// TestNetworkIPv6MustAddressAndResolve: an --ipv6 network gives each
+// container a ULA address; containers reach each other over it and the
+// embedded DNS answers AAAA.
+func TestNetworkIPv6MustAddressAndResolve(t *testing.T) {
+	r := testutil.NewRoot(t)
+	r.Must("network", "create", "--ipv6", "v6")
+	t.Cleanup(func() {
+		r.Run("container", "rm", "-f", "v6a")
+		r.Run("network", "rm", "v6")
+	})
+	r.Must("container", "run", "-d", "--name", "v6a", "--network", "v6", "busybox", "sleep", "300")
+	out := r.Must("container", "run", "--rm", "--network", "v6", "busybox", "sh", "-c", "ping6 -c1 -W2 v6a && nslookup -type=aaaa v6a")
+	if !strings.Contains(out, "1 packets received") || !strings.Contains(out, "Address: fd") {
+		t.Errorf("IPv6 between containers:\n%s", out)
+	}
+}
