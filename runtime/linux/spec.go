@@ -150,6 +150,7 @@ func (r *Runtime) buildShimConfig(m *Meta, mounts []image.Mount, nw runtime.Netw
 		}
 		rc.Mounts = append(rc.Mounts, mt)
 	}
+	rootfs.SortMounts(rc.Mounts)
 	privateNet := s.NetNS == "" || s.NetNS == "private" || s.NetNS == "none"
 	if s.OCI.Linux != nil {
 		for k := range s.OCI.Linux.Sysctl {

@@ -386,8 +386,16 @@ func (o *createOpts) spec(g *globals, ic imageConfig, cmdArgs []string) (runtime
 	}
 	for _, v := range o.volumes {
 		parts := strings.Split(v, ":")
+		if len(parts) >= 2 && parts[0] != "" && !strings.Contains(parts[0], "/") {
+			m, err := g.namedVolumeMount(parts[0], parts[1], parts[2:])
+			if err != nil {
+				return s, nil, err
+			}
+			oci.Mounts = append(oci.Mounts, m)
+			continue
+		}
 		if len(parts) < 2 || !strings.HasPrefix(parts[0], "/") {
-			return s, nil, errUsage("-v %q: this runtime takes binds as /HOST/PATH:/CONTAINER/PATH[:ro] (named volumes come with the volumes issue)", v)
+			return s, nil, errUsage("-v %q: write /HOST/PATH:/CONTAINER/PATH[:ro] or VOLUME:/CONTAINER/PATH[:ro|rw][,nocopy] (anonymous -v /PATH volumes are not supported yet)", v)
 		}
 		m := specs.Mount{Type: "bind", Source: parts[0], Destination: parts[1], Options: []string{"rbind"}}
 		if len(parts) > 2 && parts[2] == "ro" {

@@ -96,7 +96,7 @@ func TestSpecRejectsBadFlags(t *testing.T) {
 		"--ulimit":        {ulimits: []string{"bogus=1"}},
 		"NOT_A_CAP":       {capAdd: []string{"NOT_A_CAP"}},
 		"--sysctl":        {sysctls: []string{"novalue"}},
-		"-v":              {volumes: []string{"relative:/x"}},
+		"-v":              {volumes: []string{"relative/dir:/x"}},
 	} {
 		_, _, err := o.spec(g, ic, nil)
 		if err == nil || !strings.Contains(err.Error(), flag) && !strings.Contains(strings.ToLower(err.Error()), strings.ToLower(strings.Trim(flag, "-"))) {

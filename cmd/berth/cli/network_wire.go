@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"berth.dev/berth/internal/state"
 	"berth.dev/berth/network"
 	"berth.dev/berth/network/bridge"
+	"berth.dev/berth/reconcile"
 	"berth.dev/berth/runtime"
 	"berth.dev/berth/runtime/linux"
 )
@@ -56,66 +56,20 @@ func ensureDefaultNetwork(ctx context.Context, nm network.Manager) error {
 	return err
 }
 
-// connect attaches a container to the networks its spec asks for (again:
-// attaching is idempotent) and records the endpoints for its start. Link
-// hosts are kept from an earlier record.
+// connect attaches a container to the networks its spec asks for (see
+// reconcile.Connect: the compose executor attaches the same way).
 func connect(ctx context.Context, nm network.Manager, c runtime.Container, s runtime.ContainerSpec, hosts []runtime.HostEntry) error {
-	path := c.NetNS()
-	if path == "" || len(s.Networks) == 0 {
-		return nil
-	}
-	prev, err := c.Networking(ctx)
-	if err != nil {
-		return err
-	}
-	if hosts == nil {
-		hosts = prev.Hosts
-	}
-	nw := runtime.Networking{Hosts: hosts}
-	for i, na := range s.Networks {
-		es := network.EndpointSpec{Name: s.Name, ContainerID: c.ID(), NetNS: path, IfName: fmt.Sprintf("eth%d", i),
-			Aliases: na.Aliases, DefaultRoute: i == 0}
-		if na.IPv4 != "" {
-			if es.IPv4, err = netip.ParseAddr(na.IPv4); err != nil {
-				return errdefs.Invalidf("container %s: network %s: ip %q is not an IPv4 address", s.Name, na.Network, na.IPv4)
-			}
-		}
-		if na.IPv6 != "" {
-			if es.IPv6, err = netip.ParseAddr(na.IPv6); err != nil {
-				return errdefs.Invalidf("container %s: network %s: ip6 %q is not an IPv6 address", s.Name, na.Network, na.IPv6)
-			}
-		}
-		ep, err := nm.Attach(ctx, na.Network, es)
-		if err != nil {
-			return fmt.Errorf("container %s: %w", s.Name, err)
-		}
-		n, err := nm.Inspect(ctx, na.Network)
-		if err != nil {
-			return err
-		}
-		ne := runtime.NetEndpoint{Network: na.Network, IPv4: ep.IPv4.String(), Prefix: ep.Prefix, MAC: ep.MAC,
-			Aliases: ep.Aliases, Records: n.Records}
-		if ep.Gateway.IsValid() {
-			ne.Gateway = ep.Gateway.String()
-		}
-		if ep.IPv6.IsValid() {
-			ne.IPv6 = ep.IPv6.String()
-		}
-		nw.Endpoints = append(nw.Endpoints, ne)
-	}
-	return c.SetNetworking(ctx, nw)
+	return reconcile.Connect(ctx, nm, c, s, hosts)
 }
 
 // disconnect forgets a removed container's endpoints on every network it
 // asked for (its veths go with its namespace).
 func disconnect(ctx context.Context, nm *bridge.Manager, name string, s runtime.ContainerSpec) error {
-	var errs []error
+	var nets []string
 	for _, na := range s.Networks {
-		if err := nm.Forget(ctx, na.Network, name); err != nil {
-			errs = append(errs, err)
-		}
+		nets = append(nets, na.Network)
 	}
-	return errors.Join(errs...)
+	return reconcile.Release(ctx, nm, name, nets)
 }
 
 // startNetworked attaches the container and starts it.

@@ -150,8 +150,9 @@ the machine toward them. No Docker, containerd or podman underneath.`,
 			root.AddCommand(c)
 		}
 	}
-	add("compose", g.compose(newConfigCmd(g)), newVersionCmd(g))
-	add("management", newContainerCmd(g), newImageCmd(g), newNetworkCmd(g), newSystemCmd(g))
+	add("compose", g.compose(newConfigCmd(g)), newUpCmd(g), newDownCmd(g), newPsComposeCmd(g), newStartComposeCmd(g),
+		newStopComposeCmd(g), newRestartComposeCmd(g), newScaleCmd(g), newLogsComposeCmd(g), newPortComposeCmd(g), newVersionCmd(g))
+	add("management", newContainerCmd(g), newImageCmd(g), newNetworkCmd(g), newVolumeCmd(g), newSystemCmd(g))
 	root.SetHelpCommandGroupID("compose")
 	var noFlagsInUse func(c *cobra.Command)
 	noFlagsInUse = func(c *cobra.Command) {
@@ -166,8 +167,22 @@ the machine toward them. No Docker, containerd or podman underneath.`,
 }
 
 // compose gives a compose command the project flags.
+// A command's own shorthand wins (logs -f is --follow, as in docker
+// compose, where -f/--file goes before the command): the project flag
+// keeps only its long name there.
 func (g *globals) compose(cmd *cobra.Command) *cobra.Command {
-	cmd.Flags().AddFlagSet(g.projectFlags)
+	g.projectFlags.VisitAll(func(f *pflag.Flag) {
+		if cmd.Flags().Lookup(f.Name) != nil {
+			return
+		}
+		if f.Shorthand != "" && cmd.Flags().ShorthandLookup(f.Shorthand) != nil {
+			c := *f
+			c.Shorthand = ""
+			cmd.Flags().AddFlag(&c)
+			return
+		}
+		cmd.Flags().AddFlag(f)
+	})
 	return cmd
 }
 

@@ -13,14 +13,15 @@ import (
 
 // Mount is one mount into the container root.
 type Mount struct {
-	Type     string // "bind" | "tmpfs"
-	Source   string // host path for bind (absolute); ignored for tmpfs
+	Type     string // "bind" | "tmpfs" | "volume" (a bind of a volume's _data, see MountVolume)
+	Source   string // host path for bind and volume (absolute); ignored for tmpfs
 	Target   string // absolute path inside the container
 	ReadOnly bool
 	// Options: for tmpfs "size=N[k|m|g|%]", "mode=OCTAL", "exec" (tmpfs is
 	// noexec by default, as in Docker); for both "nosuid", "nodev",
 	// "noexec" and at most one propagation of "rprivate" (a bind's
-	// default), "private", "rslave", "slave", "rshared", "shared".
+	// default), "private", "rslave", "slave", "rshared", "shared"; for a
+	// volume also "nocopy".
 	Options []string
 }
 
@@ -54,6 +55,7 @@ type mountPlan struct {
 	flags       uintptr // MS_NOSUID/NODEV/NOEXEC/RDONLY wanted on the mount
 	propagation uintptr // 0: leave as mounted (tmpfs without the option)
 	data        string  // tmpfs only
+	nocopy      bool    // volume only
 }
 
 // Validate reports whether m can be mounted: a known type, an absolute
@@ -88,7 +90,12 @@ func (m Mount) plan() (mountPlan, error) {
 		}
 	}
 	switch m.Type {
-	case MountBind:
+	case MountBind, MountVolume:
+		if m.Type == MountVolume {
+			if err := checkVolumeSource(m.Target, m.Source); err != nil {
+				return p, err
+			}
+		}
 		if !path.IsAbs(m.Source) || strings.ContainsRune(m.Source, 0) {
 			return p, errdefs.Invalidf("mount %s: bind source %q must be an absolute host path", m.Target, m.Source)
 		}
@@ -101,6 +108,10 @@ func (m Mount) plan() (mountPlan, error) {
 			}
 			if f, ok := mountFlagOptions[o]; ok {
 				p.flags |= f
+				continue
+			}
+			if o == "nocopy" && m.Type == MountVolume {
+				p.nocopy = true
 				continue
 			}
 			return p, errdefs.Invalidf("mount %s: unknown bind option %q (use rprivate, private, rslave, slave, rshared, shared, nosuid, nodev or noexec)", m.Target, o)
@@ -129,7 +140,7 @@ func (m Mount) plan() (mountPlan, error) {
 		}
 		p.data = strings.Join(data, ",")
 	default:
-		return p, errdefs.Invalidf("mount %s: unknown type %q (use bind or tmpfs)", m.Target, m.Type)
+		return p, errdefs.Invalidf("mount %s: unknown type %q (use bind, tmpfs or volume)", m.Target, m.Type)
 	}
 	if m.ReadOnly {
 		p.flags |= unix.MS_RDONLY
@@ -187,11 +198,17 @@ func applyMount(root int, rootPath string, m Mount) error {
 		return fmt.Errorf("rootfs: %w", err)
 	}
 	src := bindSource{fd: -1}
-	if p.m.Type == MountBind {
+	if p.m.Type == MountBind || p.m.Type == MountVolume {
 		if src, err = openBindSource(p.m.Source); err != nil {
 			return fmt.Errorf("rootfs: mount %s: %w", p.m.Target, err)
 		}
 		defer src.close()
+	}
+	if p.m.Type == MountVolume { // copy-up, then a bind like any other
+		if err := prepareVolume(root, rootPath, p, src); err != nil {
+			return fmt.Errorf("rootfs: mount %s: %w", p.m.Target, err)
+		}
+		p.m.Type = MountBind
 	}
 	return mountPlanned(root, rootPath, p, src)
 }

@@ -296,7 +296,7 @@ func TestMountValidate(t *testing.T) {
 		{Mount{Type: "tmpfs", Target: "//proc/../proc/./x"}, "onto /proc"},
 		{Mount{Type: "tmpfs", Target: "data"}, "absolute"},
 		{Mount{Type: "bind", Source: "srv", Target: "/data"}, "absolute host path"},
-		{Mount{Type: "volume", Target: "/data"}, "unknown type"},
+		{Mount{Type: "volume", Target: "/data"}, "volume source"},
 		{Mount{Type: "bind", Source: "/srv", Target: "/d", Options: []string{"rbind"}}, "unknown bind option"},
 		{Mount{Type: "bind", Source: "/srv", Target: "/d", Options: []string{"private", "rshared"}}, "conflict"},
 		{Mount{Type: "tmpfs", Target: "/d", Options: []string{"size=1m,uid=0"}}, "size must be"},

@@ -1,0 +1,464 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	units "github.com/docker/go-units"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/spf13/cobra"
+
+	"berth.dev/berth/cmd/berth/display"
+	"berth.dev/berth/internal/errdefs"
+	"berth.dev/berth/internal/state"
+	"berth.dev/berth/runtime"
+	"berth.dev/berth/volumes"
+	vlocal "berth.dev/berth/volumes/local"
+)
+
+// openVolumes opens the local volume manager of the state root; a volume
+// is in use while a container of the runtime mounts it.
+func (g *globals) openVolumes() (*vlocal.Manager, error) {
+	root, err := state.Open(g.stateRoot())
+	if err != nil {
+		return nil, err
+	}
+	vm, err := vlocal.New(root)
+	if err != nil {
+		return nil, err
+	}
+	vm.InUse = func(name string) ([]string, error) {
+		users, err := g.volumeUsers(context.Background(), vm)
+		if err != nil {
+			return nil, err
+		}
+		return users[name], nil
+	}
+	return vm, nil
+}
+
+// volumeUsers maps each volume's name to the containers (names) whose
+// spec mounts it.
+func (g *globals) volumeUsers(ctx context.Context, vm *vlocal.Manager) (map[string][]string, error) {
+	vols, err := vm.List(ctx, volumes.Filter{})
+	if err != nil {
+		return nil, err
+	}
+	bySource := map[string]string{}
+	for _, v := range vols {
+		if _, src, _ := vm.MountFor(v); src != "" {
+			bySource[src] = v.Name
+		}
+	}
+	rt, _, err := g.openRuntime()
+	if err != nil {
+		return nil, err
+	}
+	infos, err := rt.List(ctx, runtime.Filter{})
+	if err != nil {
+		return nil, err
+	}
+	users := map[string][]string{}
+	for _, in := range infos {
+		c, err := rt.Find(in.ID)
+		if err != nil {
+			continue // removed meanwhile
+		}
+		m, err := c.Meta()
+		if err != nil || m.Spec.OCI == nil {
+			continue
+		}
+		for _, om := range m.Spec.OCI.Mounts {
+			if name, ok := bySource[filepath.Clean(om.Source)]; ok && om.Source != "" && !slices.Contains(users[name], in.Name) {
+				users[name] = append(users[name], in.Name)
+			}
+		}
+	}
+	return users, nil
+}
+
+// namedVolumeMount is run -v NAME:/PATH[:OPTS]: the volume (created when
+// missing) mounted as its driver options say; OPTS are ro or rw and
+// nocopy, comma-separated.
+func (g *globals) namedVolumeMount(name, dst string, opts []string) (specs.Mount, error) {
+	flag := strings.Join(append([]string{name, dst}, opts...), ":")
+	if err := state.ValidName("volume", name); err != nil {
+		return specs.Mount{}, errUsage("-v %q: %q is not a volume name (names are [a-zA-Z0-9][a-zA-Z0-9_.-]*; host paths must be absolute)", flag, name)
+	}
+	if !strings.HasPrefix(dst, "/") {
+		return specs.Mount{}, errUsage("-v %q: the container path %q must be absolute", flag, dst)
+	}
+	if len(opts) > 1 {
+		return specs.Mount{}, errUsage("-v %q: write VOLUME:/CONTAINER/PATH[:OPTIONS], options separated by commas", flag)
+	}
+	mode, nocopy := "rw", false
+	if len(opts) == 1 {
+		for _, o := range strings.Split(opts[0], ",") {
+			switch o {
+			case "ro", "rw":
+				mode = o
+			case "nocopy":
+				nocopy = true
+			case "z", "Z": // SELinux relabelling: nothing to do without SELinux
+			default:
+				return specs.Mount{}, errUsage("-v %q: unknown option %q (use ro, rw or nocopy)", flag, o)
+			}
+		}
+	}
+	vm, err := g.openVolumes()
+	if err != nil {
+		return specs.Mount{}, err
+	}
+	ctx := context.Background()
+	v, err := vm.Inspect(ctx, name)
+	if errdefs.IsNotFound(err) {
+		v, err = vm.Create(ctx, volumes.Spec{Name: name})
+	}
+	if err != nil {
+		return specs.Mount{}, err
+	}
+	typ, src, base := vm.MountFor(v)
+	m := specs.Mount{Type: typ, Source: src, Destination: dst, Options: append(base, mode)}
+	if nocopy && typ == "volume" {
+		m.Options = append(m.Options, "nocopy")
+	}
+	return m, nil
+}
+
+func newVolumeCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "volume COMMAND",
+		Short: "Manage volumes",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(newVolumeLsCmd(g), newVolumeCreateCmd(g), newVolumeInspectCmd(g), newVolumeRmCmd(g), newVolumePruneCmd(g))
+	return cmd
+}
+
+// volumeFilter is --filter: label=KEY, label=KEY=VALUE, dangling=true|false.
+type volumeFilter struct {
+	labels   map[string]string // KEY=VALUE: the manager's filter
+	has      []string          // KEY alone: present with any value
+	dangling *bool
+}
+
+func parseVolumeFilters(fs []string) (volumeFilter, error) {
+	vf := volumeFilter{labels: map[string]string{}}
+	for _, f := range fs {
+		k, v, ok := strings.Cut(f, "=")
+		switch {
+		case ok && k == "label":
+			if lk, lv, hasValue := strings.Cut(v, "="); hasValue {
+				vf.labels[lk] = lv
+			} else {
+				vf.has = append(vf.has, v)
+			}
+		case ok && k == "dangling" && (v == "true" || v == "1" || v == "false" || v == "0"):
+			d := v == "true" || v == "1"
+			vf.dangling = &d
+		default:
+			return vf, errUsage("--filter %q: berth filters volumes by label=KEY[=VALUE] and dangling=true|false", f)
+		}
+	}
+	return vf, nil
+}
+
+// list returns the volumes matching the filter, with their users when
+// the filter or the caller needs them.
+func (vf volumeFilter) list(ctx context.Context, g *globals, vm *vlocal.Manager, needUsers bool) ([]volumes.Volume, map[string][]string, error) {
+	vols, err := vm.List(ctx, volumes.Filter{Labels: vf.labels})
+	if err != nil {
+		return nil, nil, err
+	}
+	var users map[string][]string
+	if needUsers || vf.dangling != nil {
+		if users, err = g.volumeUsers(ctx, vm); err != nil {
+			return nil, nil, err
+		}
+	}
+	out := vols[:0]
+	for _, v := range vols {
+		ok := true
+		for _, k := range vf.has {
+			if _, has := v.Labels[k]; !has {
+				ok = false
+			}
+		}
+		if vf.dangling != nil && (len(users[v.Name]) == 0) != *vf.dangling {
+			ok = false
+		}
+		if ok {
+			out = append(out, v)
+		}
+	}
+	return out, users, nil
+}
+
+func newVolumeLsCmd(g *globals) *cobra.Command {
+	var format string
+	var quiet bool
+	var filters []string
+	cmd := &cobra.Command{
+		Use:     "ls [OPTIONS]",
+		Aliases: []string{"list"},
+		Short:   "List volumes",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if format != "" && format != "table" && format != "json" {
+				return errUsage("--format %q: use table or json", format)
+			}
+			vf, err := parseVolumeFilters(filters)
+			if err != nil {
+				return err
+			}
+			vm, err := g.openVolumes()
+			if err != nil {
+				return err
+			}
+			vols, _, err := vf.list(cmd.Context(), g, vm, false)
+			if err != nil {
+				return err
+			}
+			switch {
+			case quiet:
+				for _, v := range vols {
+					fmt.Fprintln(g.stdout, v.Name)
+				}
+				return nil
+			case format == "json":
+				enc := json.NewEncoder(g.stdout)
+				for _, v := range vols {
+					if err := enc.Encode(volumeRow(v)); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			t := display.NewTable("DRIVER", "VOLUME NAME")
+			for _, v := range vols {
+				t.Row(v.Driver, v.Name)
+			}
+			return t.Write(g.stdout)
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "table", "Format output: table or json")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "Only display volume names")
+	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "Provide filter values (label=KEY[=VALUE], dangling=true|false)")
+	return cmd
+}
+
+// volumeRow is ls --format json, with Docker's field names.
+func volumeRow(v volumes.Volume) map[string]string {
+	labels := []string{}
+	for k, val := range v.Labels {
+		labels = append(labels, k+"="+val)
+	}
+	sort.Strings(labels)
+	return map[string]string{"Name": v.Name, "Driver": v.Driver, "Scope": "local", "Mountpoint": v.Mountpoint,
+		"Labels": strings.Join(labels, ","), "Links": "N/A", "Size": "N/A"}
+}
+
+func newVolumeCreateCmd(g *globals) *cobra.Command {
+	var driver string
+	var labels, opts []string
+	cmd := &cobra.Command{
+		Use:   "create [OPTIONS] [VOLUME]",
+		Short: "Create a volume",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s := volumes.Spec{Driver: driver}
+			if len(args) == 1 {
+				s.Name = args[0]
+			}
+			for _, l := range labels {
+				k, v, _ := strings.Cut(l, "=")
+				if k == "" {
+					return errUsage("--label %q: write KEY=VALUE", l)
+				}
+				if s.Labels == nil {
+					s.Labels = map[string]string{}
+				}
+				s.Labels[k] = v
+			}
+			for _, o := range opts {
+				k, v, ok := strings.Cut(o, "=")
+				if !ok || k == "" {
+					return errUsage("--opt %q: write KEY=VALUE (type=, o=, device=)", o)
+				}
+				if s.DriverOpts == nil {
+					s.DriverOpts = map[string]string{}
+				}
+				s.DriverOpts[k] = v
+			}
+			vm, err := g.openVolumes()
+			if err != nil {
+				return err
+			}
+			v, err := vm.Create(cmd.Context(), s)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(g.stdout, v.Name)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&driver, "driver", "d", "local", "Specify volume driver name")
+	f.StringArrayVar(&labels, "label", nil, "Set metadata for a volume")
+	f.StringArrayVarP(&opts, "opt", "o", nil, "Set driver specific options (type=none o=bind device=/dir, or type=tmpfs o=size=64m)")
+	return cmd
+}
+
+func newVolumeInspectCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect VOLUME [VOLUME...]",
+		Short: "Display detailed information on one or more volumes",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			vm, err := g.openVolumes()
+			if err != nil {
+				return err
+			}
+			out := []any{}
+			var errs []error
+			for _, name := range args {
+				v, err := vm.Inspect(cmd.Context(), name)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				out = append(out, map[string]any{"Name": v.Name, "Driver": v.Driver, "Mountpoint": v.Mountpoint,
+					"Labels": nilIfEmpty(v.Labels), "Options": nilIfEmpty(v.DriverOpts), "Scope": "local",
+					"CreatedAt": v.Created.Format(time.RFC3339)})
+			}
+			enc := json.NewEncoder(g.stdout)
+			enc.SetIndent("", "    ")
+			if err := enc.Encode(out); err != nil {
+				return err
+			}
+			return errors.Join(errs...)
+		},
+	}
+}
+
+// nilIfEmpty gives Docker's null for an empty map.
+func nilIfEmpty(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+func newVolumeRmCmd(g *globals) *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:     "rm [OPTIONS] VOLUME [VOLUME...]",
+		Aliases: []string{"remove"},
+		Short:   "Remove one or more volumes",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			vm, err := g.openVolumes()
+			if err != nil {
+				return err
+			}
+			var errs []error
+			for _, name := range args {
+				if _, err := vm.Inspect(cmd.Context(), name); err != nil {
+					if !force || !errdefs.IsNotFound(err) {
+						errs = append(errs, err)
+					}
+					continue
+				}
+				if err := vm.Remove(cmd.Context(), name); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				fmt.Fprintln(g.stdout, name)
+			}
+			return errors.Join(errs...)
+		},
+	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "Do not fail on volumes that do not exist (volumes in use are still refused)")
+	return cmd
+}
+
+func newVolumePruneCmd(g *globals) *cobra.Command {
+	var all, force bool
+	var filters []string
+	cmd := &cobra.Command{
+		Use:   "prune [OPTIONS]",
+		Short: "Remove unused volumes (anonymous ones only, unless -a)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			vf, err := parseVolumeFilters(filters)
+			if err != nil {
+				return err
+			}
+			vm, err := g.openVolumes()
+			if err != nil {
+				return err
+			}
+			vols, users, err := vf.list(cmd.Context(), g, vm, true)
+			if err != nil {
+				return err
+			}
+			var deleted []string
+			var reclaimed int64
+			var errs []error
+			for _, v := range vols {
+				if (!all && !v.Anonymous) || len(users[v.Name]) > 0 {
+					continue
+				}
+				size := volumeSize(vm, v)
+				if err := vm.Remove(cmd.Context(), v.Name); err != nil {
+					if !errdefs.IsConflict(err) { // in use by now: not unused
+						errs = append(errs, err)
+					}
+					continue
+				}
+				deleted = append(deleted, v.Name)
+				reclaimed += size
+			}
+			if len(deleted) > 0 {
+				fmt.Fprintln(g.stdout, "Deleted Volumes:")
+				for _, n := range deleted {
+					fmt.Fprintln(g.stdout, n)
+				}
+				fmt.Fprintln(g.stdout)
+			}
+			fmt.Fprintf(g.stdout, "Total reclaimed space: %s\n", units.HumanSize(float64(reclaimed)))
+			return errors.Join(errs...)
+		},
+	}
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "Remove all unused volumes, not just anonymous ones")
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
+	cmd.Flags().StringArrayVar(&filters, "filter", nil, "Provide filter values (label=KEY[=VALUE])")
+	return cmd
+}
+
+// volumeSize is the bytes in a volume's own data dir (0 for bind and
+// tmpfs volumes, whose data is not the volume's to reclaim).
+func volumeSize(vm *vlocal.Manager, v volumes.Volume) int64 {
+	if typ, _, _ := vm.MountFor(v); typ != "volume" {
+		return 0
+	}
+	var n int64
+	filepath.WalkDir(v.Mountpoint, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
