@@ -834,7 +834,16 @@ func (r *exRun) doStart(ctx context.Context, n *exNode, restart bool) error {
 	if err := Connect(ctx, r.e.Deps.Networks, c, s, hosts); err != nil {
 		return err
 	}
-	return c.Start(ctx)
+	err = c.Start(ctx)
+	// A published port in use: nothing of the container stays (as run
+	// does); a re-run after the port is free creates it again.
+	var se *runtime.StartError
+	if errors.As(err, &se) && se.PortInUse {
+		if rerr := r.removeContainer(context.WithoutCancel(ctx), c, info.Name, false); rerr != nil {
+			return errors.Join(err, exUndoErr(rerr))
+		}
+	}
+	return err
 }
 
 func (r *exRun) doStop(ctx context.Context, n *exNode) error {

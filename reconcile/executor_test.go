@@ -885,6 +885,9 @@ services:
 	if !errors.As(err, &se) || !se.PortInUse {
 		t.Fatal("StartError not in the chain")
 	}
+	if x.exists("demo-web-1") {
+		t.Error("a container whose port was in use is left behind")
+	}
 }
 
 func TestExecutorAttachFailureRemovesTheNewContainer(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -554,5 +555,43 @@ func newPortComposeCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().IntVar(&index, "index", 1, "Index of the container if service has multiple replicas")
 	cmd.Flags().StringVar(&proto, "protocol", "tcp", "tcp or udp")
+	return g.compose(cmd)
+}
+
+func newExecComposeCmd(g *globals) *cobra.Command {
+	var detach, noTTY, privileged bool
+	var env []string
+	var workdir, user string
+	var index int
+	cmd := &cobra.Command{
+		Use:   "exec [OPTIONS] SERVICE COMMAND [ARGS...]",
+		Short: "Execute a command in a running container",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := g.composeEnv(cmd.Context())
+			if err != nil {
+				return err
+			}
+			c, err := g.serviceContainer(cmd.Context(), e, args[0], index)
+			if err != nil {
+				return err
+			}
+			// As compose: a terminal and stdin when berth has one, unless -T.
+			tty := false
+			if in, ok := g.stdin.(*os.File); ok && isTerminal(in) && !noTTY && !detach {
+				tty = true
+			}
+			return g.execIn(cmd.Context(), c, args[1:], execOpts{detach: detach, interactive: !detach, tty: tty, privileged: privileged, env: env, workdir: workdir, user: user})
+		},
+	}
+	f := cmd.Flags()
+	f.SetInterspersed(false)
+	f.BoolVarP(&detach, "detach", "d", false, "Detached mode: Run command in the background")
+	f.BoolVarP(&noTTY, "no-tty", "T", false, "Disable pseudo-TTY allocation. By default a TTY is allocated when stdin is a terminal")
+	f.BoolVar(&privileged, "privileged", false, "Give extended privileges to the process")
+	f.StringArrayVarP(&env, "env", "e", nil, "Set environment variables")
+	f.StringVarP(&workdir, "workdir", "w", "", "Path to workdir directory for this command")
+	f.StringVarP(&user, "user", "u", "", "Run the command as this user")
+	f.IntVar(&index, "index", 1, "Index of the container if service has multiple replicas")
 	return g.compose(cmd)
 }

@@ -1,7 +1,10 @@
 package cli
 
 import (
+	"context"
 	"os"
+
+	"berth.dev/berth/runtime/linux"
 
 	"github.com/spf13/cobra"
 
@@ -25,39 +28,7 @@ func newExecCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			envv, err := mergeEnv(nil, nil, env, g.env)
-			if err != nil {
-				return err
-			}
-			p := runtime.ProcessSpec{Args: args[1:], Env: envv, Cwd: workdir, User: user, Tty: tty, Privileged: privileged}
-			s := runtime.Stdio{Stdout: g.stdout, Stderr: g.stderr, Tty: tty, Detach: detach}
-			if detach {
-				s.Stdout, s.Stderr = nil, nil
-			}
-			if interactive && !detach {
-				s.Stdin = g.stdin
-			}
-			if tty && !detach {
-				if in, ok := g.stdin.(*os.File); ok && isTerminal(in) {
-					if interactive {
-						restore, err := makeRaw(in)
-						if err == nil {
-							defer restore()
-						}
-					}
-					sizes, stop := followSize(in)
-					defer stop()
-					s.Resize = sizes
-				}
-			}
-			ex, err := c.Exec(cmd.Context(), p, s)
-			if err != nil {
-				return startFailure(err)
-			}
-			if ex.Code != 0 {
-				return exitError{ex.Code}
-			}
-			return nil
+			return g.execIn(cmd.Context(), c, args[1:], execOpts{detach, interactive, tty, privileged, env, workdir, user})
 		},
 	}
 	f := cmd.Flags()
@@ -70,4 +41,49 @@ func newExecCmd(g *globals) *cobra.Command {
 	f.StringVarP(&workdir, "workdir", "w", "", "Working directory inside the container")
 	f.StringVarP(&user, "user", "u", "", "Username or UID (format: <name|uid>[:<group|gid>])")
 	return cmd
+}
+
+// execOpts are exec's flags (container exec and compose exec).
+type execOpts struct {
+	detach, interactive, tty, privileged bool
+	env                                  []string
+	workdir, user                        string
+}
+
+// execIn runs a command in c and returns its exit code as an exitError.
+func (g *globals) execIn(ctx context.Context, c *linux.Container, args []string, o execOpts) error {
+	detach, interactive, tty, privileged, env, workdir, user := o.detach, o.interactive, o.tty, o.privileged, o.env, o.workdir, o.user
+	envv, err := mergeEnv(nil, nil, env, g.env)
+	if err != nil {
+		return err
+	}
+	p := runtime.ProcessSpec{Args: args, Env: envv, Cwd: workdir, User: user, Tty: tty, Privileged: privileged}
+	s := runtime.Stdio{Stdout: g.stdout, Stderr: g.stderr, Tty: tty, Detach: detach}
+	if detach {
+		s.Stdout, s.Stderr = nil, nil
+	}
+	if interactive && !detach {
+		s.Stdin = g.stdin
+	}
+	if tty && !detach {
+		if in, ok := g.stdin.(*os.File); ok && isTerminal(in) {
+			if interactive {
+				restore, err := makeRaw(in)
+				if err == nil {
+					defer restore()
+				}
+			}
+			sizes, stop := followSize(in)
+			defer stop()
+			s.Resize = sizes
+		}
+	}
+	ex, err := c.Exec(ctx, p, s)
+	if err != nil {
+		return startFailure(err)
+	}
+	if ex.Code != 0 {
+		return exitError{ex.Code}
+	}
+	return nil
 }

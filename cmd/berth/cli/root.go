@@ -151,7 +151,7 @@ the machine toward them. No Docker, containerd or podman underneath.`,
 		}
 	}
 	add("compose", g.compose(newConfigCmd(g)), newUpCmd(g), newDownCmd(g), newPsComposeCmd(g), newStartComposeCmd(g),
-		newStopComposeCmd(g), newRestartComposeCmd(g), newScaleCmd(g), newLogsComposeCmd(g), newPortComposeCmd(g), newVersionCmd(g))
+		newStopComposeCmd(g), newRestartComposeCmd(g), newScaleCmd(g), newLogsComposeCmd(g), newPortComposeCmd(g), newExecComposeCmd(g), newVersionCmd(g))
 	add("management", newContainerCmd(g), newImageCmd(g), newNetworkCmd(g), newVolumeCmd(g), newSystemCmd(g))
 	root.SetHelpCommandGroupID("compose")
 	var noFlagsInUse func(c *cobra.Command)
