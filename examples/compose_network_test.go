@@ -225,3 +225,71 @@ db:
 		t.Errorf("ping database: %s", out)
 	}
 }
+
+// TestComposeNetworkOptionsMustApply: network_mode service:, an external
+// network by name, aliases, a bridge name from driver_opts, extra_hosts
+// and dns_search reach the containers.
+func TestComposeNetworkOptionsMustApply(t *testing.T) {
+	r := testutil.NewRoot(t)
+	r.Must("network", "create", "shared-ext")
+	t.Cleanup(func() { r.Run("network", "rm", "shared-ext") })
+	run, _ := project(t, r, "opts", map[string]string{"compose.yaml": `
+services:
+  app:
+    image: busybox
+    command: ["sleep", "300"]
+    stop_signal: SIGKILL
+    networks:
+      front: {aliases: [api, backend]}
+      ext: {}
+    extra_hosts: ["printer.lan:10.1.2.3", "gw:host-gateway"]
+    dns_search: [corp.example]
+  sidecar:
+    image: busybox
+    command: ["sleep", "300"]
+    stop_signal: SIGKILL
+    network_mode: "service:app"
+  peer:
+    image: busybox
+    command: ["sleep", "300"]
+    stop_signal: SIGKILL
+    networks: [front]
+networks:
+  front:
+    driver_opts: {com.docker.network.bridge.name: br-berth-front}
+  ext:
+    external: true
+    name: shared-ext
+`})
+	must(t, run("up", "-d"), "up")
+	addrs := "ip -4 -o addr | awk '$2 != \"lo\" {print $2, $4}'"
+	appAddrs := must(t, run("exec", "app", "sh", "-c", addrs), "app's addresses")
+	if side := must(t, run("exec", "sidecar", "sh", "-c", addrs), "sidecar's addresses"); side != appAddrs || !strings.Contains(appAddrs, "eth1") {
+		t.Errorf("network_mode service:app: sidecar has %q, app %q (two networks)", side, appAddrs)
+	}
+	// The peer shares only front with app: it sees app's address there.
+	peerNet := strings.Fields(must(t, run("exec", "peer", "sh", "-c", addrs), "peer's address"))[1]
+	for _, name := range []string{"api", "backend", "app"} {
+		got := answers(must(t, run("exec", "peer", "nslookup", name), "nslookup "+name))
+		if len(got) != 1 || !strings.Contains(appAddrs, " "+got[0]+"/") || got[0][:strings.LastIndex(got[0], ".")] != peerNet[:strings.LastIndex(peerNet, ".")] {
+			t.Errorf("alias %s answers %v; app has %q, peer %s", name, got, appAddrs, peerNet)
+		}
+	}
+	if _, err := os.Stat("/sys/class/net/br-berth-front"); err != nil {
+		t.Errorf("driver_opts bridge name: %v", err)
+	}
+	hosts := must(t, run("exec", "app", "cat", "/etc/hosts", "/etc/resolv.conf"), "hosts")
+	for _, want := range []string{"10.1.2.3\tprinter.lan", "\tgw\n", "search corp.example"} {
+		if !strings.Contains(hosts, want) {
+			t.Errorf("missing %q in:\n%s", want, hosts)
+		}
+	}
+	nets := r.Must("network", "inspect", "shared-ext")
+	if !strings.Contains(nets, "opts-app-1") {
+		t.Errorf("app is not on the external network:\n%s", nets)
+	}
+	must(t, run("down", "-t", "0"), "down")
+	if res := r.Run("network", "inspect", "shared-ext"); res.Code != 0 {
+		t.Error("down removed the external network")
+	}
+}
