@@ -31,31 +31,23 @@ testimage: _output/testimage/busybox.tar
 _output/testimage/busybox.tar: internal/testutil/cmd/mktestimage/*.go internal/testutil/busybox.go
 	$(GO) run ./internal/testutil/cmd/mktestimage -o $@
 
-# Networking and the compose commands land in later issues; until then the
-# demo imports the test image, runs a container with berth's own runtime and
-# shows what berth makes of the example project.
+# The demo: the busybox test image, then the example project examples/hello
+# (a web server on 127.0.0.1:$${HELLO_PORT:-8080} and a worker writing to a
+# named volume) brought up with berth's own runtime, networks and DNS.
+HELLO_PORT ?= 8080
 demo: prereqs build testimage
 	@echo "== importing the busybox test image"
 	$(BIN) image import _output/testimage/busybox.tar busybox:latest --change 'CMD ["sh"]'
-	$(BIN) image ls
-	@echo "== a container: its own PID namespace, hostname, Docker's capabilities, seccomp"
-	$(BIN) container run --rm busybox sh -c 'echo "pid $$$$ on $$(hostname)"; grep -E "CapEff|NoNewPrivs|Seccomp:" /proc/self/status'
-	@echo "== a detached one, listed, stopped and removed"
-	@$(BIN) container rm -f demo-sleeper >/dev/null 2>&1 || true
-	$(BIN) container run -d --name demo-sleeper busybox sleep 300
-	$(BIN) container ls
-	$(BIN) container stop -t 1 demo-sleeper
-	$(BIN) container rm demo-sleeper
-	@echo "== berth $$($(BIN) version --short): the example project examples/hello"
-	$(BIN) -f examples/hello/compose.yaml config
-	@echo "== services in start order"
-	$(BIN) -f examples/hello/compose.yaml config --services
-	@echo "== interpolation variables and where their values come from"
-	$(BIN) -f examples/hello/compose.yaml config --environment
-	@echo "== a fig 1.0 file, converted"
-	$(BIN) -f examples/fig-legacy/fig.yml config --services
+	@echo "== the plan for examples/hello"
+	HELLO_PORT=$(HELLO_PORT) $(BIN) -f examples/hello/compose.yaml up -d --dry-run
+	@echo "== bringing it up"
+	HELLO_PORT=$(HELLO_PORT) $(BIN) -f examples/hello/compose.yaml up -d
+	HELLO_PORT=$(HELLO_PORT) $(BIN) -f examples/hello/compose.yaml ps
+	@echo "== web finds worker by name through the embedded DNS"
+	HELLO_PORT=$(HELLO_PORT) $(BIN) -f examples/hello/compose.yaml exec -T web nslookup worker
 	@echo
-	@echo "'berth up' comes with the reconciler issue; 'berth config' shows the model it will converge to."
+	@echo "Open http://127.0.0.1:$(HELLO_PORT)/  (busybox httpd in a berth container)"
+	@echo "Stop it with: $(BIN) -f examples/hello/compose.yaml down  (add -v to drop the ticks volume)"
 
 # make test = vet + gofmt, unit tests with -race, then root and e2e tiers.
 test: test-vet test-unit test-root test-e2e

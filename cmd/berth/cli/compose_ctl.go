@@ -268,6 +268,7 @@ type psRowCompose struct {
 	ExitCode                                                                     int
 	Publishers                                                                   []map[string]any
 	Ports                                                                        string
+	RunningFor                                                                   string
 }
 
 func newPsComposeCmd(g *globals) *cobra.Command {
@@ -305,7 +306,7 @@ func newPsComposeCmd(g *globals) *cobra.Command {
 				pr := g.psRow(rt, store, in)
 				r := psRowCompose{ID: in.ID, Name: in.Name, Image: pr.Image, Command: pr.Command, Project: e.m.Name,
 					Service: in.Labels[runtime.LabelService], State: in.Status.String(), Health: in.Health, Status: pr.Status,
-					CreatedAt: pr.CreatedAt, ExitCode: pr.ExitCode, Ports: pr.Ports, Publishers: []map[string]any{}}
+					CreatedAt: pr.CreatedAt, ExitCode: pr.ExitCode, Ports: pr.Ports, Publishers: []map[string]any{}, RunningFor: pr.RunningFor}
 				for _, p := range in.Ports {
 					r.Publishers = append(r.Publishers, map[string]any{"URL": p.HostIP, "TargetPort": p.ContainerPort, "PublishedPort": p.HostPort, "Protocol": p.Protocol})
 				}
@@ -343,7 +344,7 @@ func newPsComposeCmd(g *globals) *cobra.Command {
 				if len(command) > 20 {
 					command = command[:19] + "…"
 				}
-				t.Row(r.Name, r.Image, strconv.Quote(command), r.Service, r.CreatedAt, r.Status, r.Ports)
+				t.Row(r.Name, r.Image, strconv.Quote(command), r.Service, r.RunningFor, r.Status, r.Ports)
 			}
 			return t.Write(g.stdout)
 		},
