@@ -77,7 +77,15 @@ func Connect(ctx context.Context, nm network.Manager, c runtime.Container, s run
 // goes to a replacement. A missing endpoint or network is not an error;
 // the others are joined.
 func Disconnect(ctx context.Context, nm network.Manager, name string, networks []string) error {
-	if nm == nil || name == "" {
+	if nm == nil {
+		return nil
+	}
+	return eachNetwork(name, networks, func(n string) error { return nm.Detach(ctx, n, name) })
+}
+
+// eachNetwork runs fn once per distinct network, joining the errors.
+func eachNetwork(name string, networks []string, fn func(network string) error) error {
+	if name == "" {
 		return nil
 	}
 	var errs []error
@@ -87,7 +95,7 @@ func Disconnect(ctx context.Context, nm network.Manager, name string, networks [
 			continue
 		}
 		seen[n] = true
-		if err := nm.Detach(ctx, n, name); err != nil {
+		if err := fn(n); err != nil {
 			errs = append(errs, fmt.Errorf("container %s: network %s: %w", name, n, err))
 		}
 	}
@@ -108,18 +116,7 @@ func Release(ctx context.Context, nm network.Manager, name string, networks []st
 	if !ok {
 		return Disconnect(ctx, nm, name, networks)
 	}
-	var errs []error
-	seen := map[string]bool{}
-	for _, n := range networks {
-		if n == "" || seen[n] {
-			continue
-		}
-		seen[n] = true
-		if err := f.Forget(ctx, n, name); err != nil {
-			errs = append(errs, fmt.Errorf("container %s: network %s: %w", name, n, err))
-		}
-	}
-	return errors.Join(errs...)
+	return eachNetwork(name, networks, func(n string) error { return f.Forget(ctx, n, name) })
 }
 
 // EndpointNetworks are the networks of a recorded Networking, in order.

@@ -120,17 +120,27 @@ func (g *globals) stopProject(ctx context.Context, e *composeEnv, services []str
 			if err != nil {
 				return err
 			}
-			res := "container:" + in.Name
-			ev.Emit(reconcile.Event{Time: time.Now(), Action: reconcile.StopContainer, Resource: res, Status: reconcile.StatusWorking, Text: "Stopping"})
-			if err := c.Stop(ctx, g.stopTimeout(e, names[i], timeout)); err != nil {
-				ev.Emit(reconcile.Event{Time: time.Now(), Action: reconcile.StopContainer, Resource: res, Status: reconcile.StatusFailed, Text: "Error"})
-				return fmt.Errorf("service %s: stop %s: %w", names[i], in.Name, err)
-			}
-			ev.Emit(reconcile.Event{Time: time.Now(), Action: reconcile.StopContainer, Resource: res, Status: reconcile.StatusDone, Text: "Stopped"})
-			return nil
+			return track(ev, reconcile.StopContainer, in.Name, "Stopping", "Stopped", func() error {
+				if err := c.Stop(ctx, g.stopTimeout(e, names[i], timeout)); err != nil {
+					return fmt.Errorf("service %s: stop %s: %w", names[i], in.Name, err)
+				}
+				return nil
+			})
 		}))
 	}
 	return errors.Join(errs...)
+}
+
+// track emits the working and the final event of an action on a container.
+func track(ev reconcile.Sink, kind reconcile.ActionKind, name, working, done string, fn func() error) error {
+	res := "container:" + name
+	ev.Emit(reconcile.Event{Time: time.Now(), Action: kind, Resource: res, Status: reconcile.StatusWorking, Text: working})
+	if err := fn(); err != nil {
+		ev.Emit(reconcile.Event{Time: time.Now(), Action: kind, Resource: res, Status: reconcile.StatusFailed, Text: "Error"})
+		return err
+	}
+	ev.Emit(reconcile.Event{Time: time.Now(), Action: kind, Resource: res, Status: reconcile.StatusDone, Text: done})
+	return nil
 }
 
 func (g *globals) stopTimeout(e *composeEnv, svc string, override *time.Duration) time.Duration {
@@ -152,18 +162,20 @@ func (g *globals) events() reconcile.Sink {
 	return display.NewEvents(g.stderr, mode.Resolve(stderrFile(g)))
 }
 
-func newStopComposeCmd(g *globals) *cobra.Command {
+// lifecycleCmd is stop, start and restart: under the project lock, with
+// -t where the command stops containers.
+func lifecycleCmd(g *globals, use, short string, withTimeout bool, fn func(ctx context.Context, e *composeEnv, services []string, timeout *time.Duration) error) *cobra.Command {
 	var timeout int
 	cmd := &cobra.Command{
-		Use:   "stop [OPTIONS] [SERVICE...]",
-		Short: "Stop services",
+		Use:   use,
+		Short: short,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			e, err := g.composeEnv(cmd.Context())
 			if err != nil {
 				return err
 			}
 			var to *time.Duration
-			if cmd.Flags().Changed("timeout") {
+			if withTimeout && cmd.Flags().Changed("timeout") {
 				d := time.Duration(timeout) * time.Second
 				to = &d
 			}
@@ -172,11 +184,34 @@ func newStopComposeCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer lk.Unlock()
-			return g.stopProject(cmd.Context(), e, args, to)
+			return fn(cmd.Context(), e, args, to)
 		},
 	}
-	cmd.Flags().IntVarP(&timeout, "timeout", "t", 10, "Specify a shutdown timeout in seconds")
+	if withTimeout {
+		cmd.Flags().IntVarP(&timeout, "timeout", "t", 10, "Specify a shutdown timeout in seconds")
+	}
 	return g.compose(cmd)
+}
+
+func newStopComposeCmd(g *globals) *cobra.Command {
+	return lifecycleCmd(g, "stop [OPTIONS] [SERVICE...]", "Stop services", true, g.stopProject)
+}
+
+func newStartComposeCmd(g *globals) *cobra.Command {
+	return lifecycleCmd(g, "start [SERVICE...]", "Start services", false,
+		func(ctx context.Context, e *composeEnv, services []string, _ *time.Duration) error {
+			return g.startProject(ctx, e, services)
+		})
+}
+
+func newRestartComposeCmd(g *globals) *cobra.Command {
+	return lifecycleCmd(g, "restart [OPTIONS] [SERVICE...]", "Restart service containers", true,
+		func(ctx context.Context, e *composeEnv, services []string, timeout *time.Duration) error {
+			if err := g.stopProject(ctx, e, services, timeout); err != nil {
+				return err
+			}
+			return g.startProject(ctx, e, services)
+		})
 }
 
 // startProject starts existing containers in dependency order.
@@ -196,70 +231,18 @@ func (g *globals) startProject(ctx context.Context, e *composeEnv, services []st
 			if err != nil {
 				return err
 			}
-			res := "container:" + in.Name
-			ev.Emit(reconcile.Event{Time: time.Now(), Action: reconcile.StartContainer, Resource: res, Status: reconcile.StatusWorking, Text: "Starting"})
-			if err := g.startNetworked(ctx, c.(*linux.Container), false); err != nil {
-				ev.Emit(reconcile.Event{Time: time.Now(), Action: reconcile.StartContainer, Resource: res, Status: reconcile.StatusFailed, Text: "Error"})
-				return fmt.Errorf("service %s: start %s: %w", svc, in.Name, err)
-			}
-			ev.Emit(reconcile.Event{Time: time.Now(), Action: reconcile.StartContainer, Resource: res, Status: reconcile.StatusDone, Text: "Started"})
-			return nil
+			return track(ev, reconcile.StartContainer, in.Name, "Starting", "Started", func() error {
+				if err := g.startNetworked(ctx, c.(*linux.Container), false); err != nil {
+					return fmt.Errorf("service %s: start %s: %w", svc, in.Name, err)
+				}
+				return nil
+			})
 		})
 		if err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func newStartComposeCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "start [SERVICE...]",
-		Short: "Start services",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := g.composeEnv(cmd.Context())
-			if err != nil {
-				return err
-			}
-			lk, err := g.lockProject(cmd.Context(), e)
-			if err != nil {
-				return err
-			}
-			defer lk.Unlock()
-			return g.startProject(cmd.Context(), e, args)
-		},
-	}
-	return g.compose(cmd)
-}
-
-func newRestartComposeCmd(g *globals) *cobra.Command {
-	var timeout int
-	cmd := &cobra.Command{
-		Use:   "restart [OPTIONS] [SERVICE...]",
-		Short: "Restart service containers",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := g.composeEnv(cmd.Context())
-			if err != nil {
-				return err
-			}
-			var to *time.Duration
-			if cmd.Flags().Changed("timeout") {
-				d := time.Duration(timeout) * time.Second
-				to = &d
-			}
-			lk, err := g.lockProject(cmd.Context(), e)
-			if err != nil {
-				return err
-			}
-			defer lk.Unlock()
-			if err := g.stopProject(cmd.Context(), e, args, to); err != nil {
-				return err
-			}
-			return g.startProject(cmd.Context(), e, args)
-		},
-	}
-	cmd.Flags().IntVarP(&timeout, "timeout", "t", 10, "Specify a shutdown timeout in seconds")
-	return g.compose(cmd)
 }
 
 // psRowCompose is compose ps's JSON object.

@@ -11,6 +11,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 
 	"berth.dev/berth/project"
+	"berth.dev/berth/reconcile"
 	"berth.dev/berth/runtime"
 	"berth.dev/berth/runtime/linux"
 )
@@ -216,44 +217,24 @@ func (g *globals) linkTargets(ctx context.Context, rt *linux.Runtime, s runtime.
 		if err != nil {
 			return nil, nil, err
 		}
-		ip := ""
-		for _, ep := range tn.Endpoints {
-			for _, na := range s.Networks {
-				if ep.Network == na.Network && ip == "" {
-					ip = ep.IPv4
-				}
+		var imageExpose, published []string
+		if img, err := g.imageConfigOf(ctx, tm.Spec.ImageRef); err == nil {
+			for p := range img.ExposedPorts {
+				imageExpose = append(imageExpose, p)
 			}
 		}
-		if ip == "" {
-			return nil, nil, errUsage("--link %s: container %s is on no network of this container; connect them to one network", l, tm.Name)
-		}
-		var ports []project.LinkPort
-		if img, err := g.imageConfigOf(ctx, tm.Spec.ImageRef); err == nil {
-			ports = exposedPorts(img, tm.Spec.Expose)
-		} else {
-			ports = exposedPorts(imageConfig{}, tm.Spec.Expose)
-		}
 		for _, p := range tm.Spec.Ports {
-			ports = appendPort(ports, project.LinkPort{Port: p.ContainerPort, Proto: p.Protocol})
+			published = append(published, fmt.Sprintf("%d/%s", p.ContainerPort, p.Protocol))
 		}
-		name = tm.Name
-		env = append(env, project.LinkEnv(alias, s.Name, name, ip, ports, tm.Spec.OCI.Process.Env)...)
-		names := []string{alias}
-		if alias != name {
-			names = append(names, name)
+		e, h, err := reconcile.LinkVars(s, alias, reconcile.LinkTarget{Name: tm.Name, Networking: tn,
+			Ports: reconcile.LinkPorts(imageExpose, tm.Spec.Expose, published), Env: tm.Spec.OCI.Process.Env})
+		if err != nil {
+			return nil, nil, usageError{fmt.Errorf("--link %s: %w", l, err)}
 		}
-		hosts = append(hosts, runtime.HostEntry{IP: ip, Names: names})
+		env = append(env, e...)
+		hosts = append(hosts, h)
 	}
 	return env, hosts, nil
-}
-
-func appendPort(ps []project.LinkPort, p project.LinkPort) []project.LinkPort {
-	for _, q := range ps {
-		if q.Port == p.Port && q.Proto == p.Proto {
-			return ps
-		}
-	}
-	return append(ps, p)
 }
 
 // imageConfigOf is the config of a stored image.

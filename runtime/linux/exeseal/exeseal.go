@@ -31,23 +31,7 @@ func Copy() (*os.File, error) { return CopyFile("/proc/self/exe") }
 
 // CopyFile is Copy of the berth binary at path (tests run the real binary
 // from a test process).
-func CopyFile(path string) (*os.File, error) {
-	src, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("exeseal: %w", err)
-	}
-	// Already a sealed copy (a shim runs from one, and execs healthchecks
-	// from it): the same file serves, no copy needed.
-	if seals, err := unix.FcntlInt(src.Fd(), unix.F_GET_SEALS, 0); err == nil && seals&Seals == Seals {
-		return src, nil
-	}
-	defer src.Close()
-	off, n, err := rolesSection(src)
-	if err != nil {
-		return nil, fmt.Errorf("exeseal: %s: %w", path, err)
-	}
-	return newCopy(src, off, n, "berth")
-}
+func CopyFile(path string) (*os.File, error) { return CopyFileShared(path, nil) }
 
 // CopyFileShared is CopyFile that first asks find for a sealed copy of
 // the same program already running (find calls OpenShared on processes it
