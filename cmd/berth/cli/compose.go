@@ -116,7 +116,8 @@ func (g *globals) converge(ctx context.Context, e *composeEnv, opt reconcile.Opt
 	if err != nil {
 		return usageError{err}
 	}
-	ex := &reconcile.Executor{Deps: e.deps, Model: e.m, Options: opt, Sink: display.NewEvents(g.stderr, mode.Resolve(stderrFile(g)))}
+	ex := &reconcile.Executor{Deps: e.deps, Model: e.m, Options: opt, Sink: display.NewEvents(g.stderr, mode.Resolve(stderrFile(g))),
+		Parallel: max(g.parallel, 0)}
 	return ex.Run(ctx, plan)
 }
 

@@ -31,6 +31,7 @@ type globals struct {
 	envFiles    []string
 	progress    string
 	dryRun      bool
+	parallel    int
 
 	projectFlags *pflag.FlagSet
 
@@ -139,6 +140,7 @@ the machine toward them. No Docker, containerd or podman underneath.`,
 	f := root.PersistentFlags()
 	f.StringVar(&g.progress, "progress", "auto", "Set type of progress output (auto, tty, plain, json, quiet)")
 	f.BoolVar(&g.dryRun, "dry-run", false, "Execute command in dry run mode")
+	f.IntVar(&g.parallel, "parallel", -1, "Control max parallelism, -1 for unlimited")
 
 	root.AddGroup(
 		&cobra.Group{ID: "compose", Title: "Commands:"},
