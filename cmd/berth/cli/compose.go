@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -111,6 +113,13 @@ func (g *globals) converge(ctx context.Context, e *composeEnv, opt reconcile.Opt
 	if g.dryRun {
 		fmt.Fprint(g.stdout, plan.String())
 		return nil
+	}
+	// Recreations explain themselves.
+	for _, a := range plan.Actions {
+		if (a.Kind == reconcile.RecreateContainer || a.Kind == reconcile.RestartContainer) && a.Cause != "" {
+			fmt.Fprintf(g.stderr, " %s %s: %s\n", map[reconcile.ActionKind]string{reconcile.RecreateContainer: "Recreate", reconcile.RestartContainer: "Restart"}[a.Kind],
+				reconcile.ContainerName(e.m.Name, a.Service, a.Number, e.m.Project.Services[a.Service].ContainerName), a.Cause)
+		}
 	}
 	mode, err := display.ParseProgress(g.progress)
 	if err != nil {
@@ -302,12 +311,33 @@ func (g *globals) waitServices(ctx context.Context, e *composeEnv, services []st
 }
 
 // attachProject is up without -d: follow the services' logs until Ctrl-C
-// (or until every container ended), then stop them.
+// (or until every container ended); Ctrl-C stops them gracefully (each
+// within its stop_grace_period), a second Ctrl-C kills them.
 func (g *globals) attachProject(ctx context.Context, e *composeEnv, services []string, opt reconcile.Options) error {
 	err := g.followProjectLogs(ctx, e, services, true)
-	if ctx.Err() != nil {
-		fmt.Fprintln(g.stderr, "Gracefully stopping... (press Ctrl+C again to force)")
-		return g.stopProject(context.WithoutCancel(ctx), e, services, opt.Timeout)
+	if ctx.Err() == nil {
+		return err
 	}
-	return err
+	fmt.Fprintln(g.stderr, "Gracefully stopping... (press Ctrl+C again to force)")
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(again)
+	stopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- g.stopProject(stopCtx, e, services, opt.Timeout) }()
+	select {
+	case err := <-done:
+		return err
+	case <-again:
+		cancel()
+		fmt.Fprintln(g.stderr, "Killing...")
+		infos, _ := g.projectContainers(context.WithoutCancel(ctx), e, services, false, true)
+		for _, in := range infos {
+			if c, err := e.deps.Runtime.Load(context.WithoutCancel(ctx), in.ID); err == nil {
+				c.Kill(context.WithoutCancel(ctx), syscall.SIGKILL)
+			}
+		}
+		return exitError{130}
+	}
 }
