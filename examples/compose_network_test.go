@@ -293,3 +293,46 @@ networks:
 		t.Error("down removed the external network")
 	}
 }
+
+// TestDownNeverTouchesUnlabelled (SECURITY.md): a network and a volume of
+// the names a project would use, made by hand (no project labels), make
+// up fail naming them, and survive up and down -v.
+func TestDownNeverTouchesUnlabelled(t *testing.T) {
+	r := testutil.NewRoot(t)
+	r.Must("network", "create", "mine_default")
+	r.Must("volume", "create", "mine_data")
+	t.Cleanup(func() {
+		r.Run("network", "rm", "mine_default")
+		r.Run("volume", "rm", "mine_data")
+	})
+	run, _ := project(t, r, "mine", map[string]string{"compose.yaml": `
+services:
+  app:
+    image: busybox
+    command: ["sleep", "300"]
+    stop_signal: SIGKILL
+    volumes: ["data:/data"]
+volumes:
+  data: {}
+`})
+	res := run("up", "-d")
+	if res.Code == 0 || !strings.Contains(res.Stderr, "mine_default") {
+		t.Errorf("up over an unlabelled network: exit %d: %s", res.Code, res.Stderr)
+	}
+	run("down", "-v", "-t", "0")
+	if r.Run("network", "inspect", "mine_default").Code != 0 {
+		t.Error("down -v removed the unlabelled network")
+	}
+	if r.Run("volume", "inspect", "mine_data").Code != 0 {
+		t.Error("down -v removed the unlabelled volume")
+	}
+	r.Must("network", "rm", "mine_default")
+	res = run("up", "-d")
+	if res.Code == 0 || !strings.Contains(res.Stderr, "mine_data") {
+		t.Errorf("up over an unlabelled volume: exit %d: %s", res.Code, res.Stderr)
+	}
+	run("down", "-v", "-t", "0")
+	if r.Run("volume", "inspect", "mine_data").Code != 0 {
+		t.Error("down -v removed the unlabelled volume")
+	}
+}
