@@ -174,3 +174,21 @@ func TestHealthcheckMustTrackTheProbe(t *testing.T) {
 		t.Errorf("health record: %+v", h)
 	}
 }
+
+// TestContainerSignalsMustStartDefault: the container's processes start
+// with no signal ignored (the shim's own dispositions must not leak into
+// them), so a trap on INT runs when the container is sent SIGINT.
+func TestContainerSignalsMustStartDefault(t *testing.T) {
+	r := testutil.NewRoot(t)
+	if got := strings.TrimSpace(r.Must("container", "run", "--rm", "busybox", "grep", "SigIgn", "/proc/self/status")); got != "SigIgn:\t0000000000000000" {
+		t.Errorf("ignored signals in the container: %q", got)
+	}
+	t.Cleanup(func() { r.Run("container", "rm", "-f", "trap") })
+	r.Must("container", "run", "-d", "--name", "trap", "busybox", "sh", "-c", `trap "echo got-int; exit 3" INT; echo ready; while true; do sleep 0.1; done`)
+	testutil.Eventually(t, func() bool { return strings.Contains(r.Must("container", "logs", "trap"), "ready") }, 5*time.Second, "the trap to be set")
+	r.Must("container", "kill", "-s", "INT", "trap")
+	code := r.Run("container", "wait", "trap")
+	if strings.TrimSpace(code.Stdout) != "3" || !strings.Contains(r.Must("container", "logs", "trap"), "got-int") {
+		t.Errorf("SIGINT trap: wait %q, logs %q", code.Stdout, r.Must("container", "logs", "trap"))
+	}
+}

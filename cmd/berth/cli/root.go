@@ -67,7 +67,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 	logrus.SetLevel(logrus.WarnLevel)
 
 	root := newRoot(g)
-	root.SetArgs(args)
+	root.SetArgs(g.splitGlobals(root, args))
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
@@ -85,6 +85,24 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 		return ce.code
 	}
 	return errdefs.ExitCode(err)
+}
+
+// splitGlobals parses the options written before the command word (`berth
+// -p demo -f x.yml run …`) with the global and project flags, as docker
+// compose does, so a command's own shorthands (run -p, rm -f, logs -f)
+// apply only after it. It returns the rest; on any doubt (help, an unknown
+// flag) the args go to cobra as they are, which reports them.
+func (g *globals) splitGlobals(root *cobra.Command, args []string) []string {
+	fs := pflag.NewFlagSet("globals", pflag.ContinueOnError)
+	fs.SetInterspersed(false)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	fs.AddFlagSet(g.projectFlags)
+	fs.AddFlagSet(root.PersistentFlags())
+	if err := fs.Parse(args); err != nil {
+		return args
+	}
+	return fs.Args()
 }
 
 func environ() map[string]string {
@@ -153,7 +171,10 @@ the machine toward them. No Docker, containerd or podman underneath.`,
 		}
 	}
 	add("compose", g.compose(newConfigCmd(g)), newUpCmd(g), newDownCmd(g), newPsComposeCmd(g), newStartComposeCmd(g),
-		newStopComposeCmd(g), newRestartComposeCmd(g), newScaleCmd(g), newLogsComposeCmd(g), newPortComposeCmd(g), newExecComposeCmd(g), newVersionCmd(g))
+		newStopComposeCmd(g), newRestartComposeCmd(g), newScaleCmd(g), newLogsComposeCmd(g), newPortComposeCmd(g), newExecComposeCmd(g), newVersionCmd(g),
+		newCreateComposeCmd(g), newRunComposeCmd(g), newRmComposeCmd(g), newKillComposeCmd(g), newPauseComposeCmd(g),
+		newUnpauseComposeCmd(g), newTopComposeCmd(g), newImagesComposeCmd(g), newLsComposeCmd(g), newWaitComposeCmd(g),
+		newCpComposeCmd(g), newEventsComposeCmd(g), newAttachComposeCmd(g))
 	add("management", newContainerCmd(g), newImageCmd(g), newNetworkCmd(g), newVolumeCmd(g), newSystemCmd(g))
 	root.SetHelpCommandGroupID("compose")
 	var noFlagsInUse func(c *cobra.Command)

@@ -73,7 +73,10 @@ func Main(rt *linux.Runtime, root *state.Root, id string) (code int) {
 	// Named for ps and for "port in use by pid N (berth-shim)" messages
 	// (else the comm is the fd it was exec'd from).
 	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("berth-shim\x00")[0])), 0, 0, 0)
-	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE, syscall.SIGTTOU, syscall.SIGTTIN)
+	// Caught and dropped, not ignored: an ignored disposition survives
+	// execve, and the container's processes would start with SIGINT and
+	// SIGHUP ignored (a trap on them would never run).
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE, syscall.SIGTTOU, syscall.SIGTTIN)
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		sendReport(report, linux.ShimReport{Code: 125, Msg: "shim: subreaper: " + err.Error()})
 		return 1
