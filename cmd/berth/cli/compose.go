@@ -125,8 +125,9 @@ func (g *globals) converge(ctx context.Context, e *composeEnv, opt reconcile.Opt
 	if err != nil {
 		return usageError{err}
 	}
-	ex := &reconcile.Executor{Deps: e.deps, Model: e.m, Options: opt, Sink: display.NewEvents(g.stderr, mode.Resolve(stderrFile(g))),
-		Parallel: max(g.parallel, 0)}
+	ev := display.NewEvents(g.stderr, mode.Resolve(stderrFile(g)))
+	defer ev.Close()
+	ex := &reconcile.Executor{Deps: e.deps, Model: e.m, Options: opt, Sink: ev, Parallel: max(g.parallel, 0)}
 	return ex.Run(ctx, plan)
 }
 

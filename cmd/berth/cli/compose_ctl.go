@@ -113,6 +113,7 @@ func (g *globals) stopProject(ctx context.Context, e *composeEnv, services []str
 	}
 	names, groups := byService(infos)
 	ev := g.events()
+	defer ev.Close()
 	var errs []error
 	for i := len(names) - 1; i >= 0; i-- {
 		errs = append(errs, eachParallel(groups[names[i]], func(in runtime.Info) error {
@@ -154,7 +155,7 @@ func (g *globals) stopTimeout(e *composeEnv, svc string, override *time.Duration
 }
 
 // events is the renderer --progress asks for.
-func (g *globals) events() reconcile.Sink {
+func (g *globals) events() *display.Events {
 	mode, err := display.ParseProgress(g.progress)
 	if err != nil {
 		mode = display.ProgressPlain
@@ -222,6 +223,7 @@ func (g *globals) startProject(ctx context.Context, e *composeEnv, services []st
 	}
 	names, groups := byService(infos)
 	ev := g.events()
+	defer ev.Close()
 	for _, svc := range names {
 		err := eachParallel(groups[svc], func(in runtime.Info) error {
 			if in.Status == runtime.StatusRunning {

@@ -170,6 +170,7 @@ compatibility): it says what it removed.`,
 				return nil
 			}
 			ev := g.events()
+			defer ev.Close()
 			return eachParallel(stopped, func(in runtime.Info) error {
 				return track(ev, reconcile.RemoveContainer, in.Name, "Removing", "Removed", func() error {
 					if err := g.removeComposeContainer(ctx, e, in, vols); err != nil {
@@ -267,6 +268,7 @@ func newKillComposeCmd(g *globals) *cobra.Command {
 				return err
 			}
 			ev := g.events()
+			defer ev.Close()
 			var errs []error
 			if removeOrphans {
 				errs = append(errs, g.removeOrphanContainers(ctx, e, ev))
@@ -366,6 +368,7 @@ func pauseCmd(g *globals, pause bool) *cobra.Command {
 				}
 			}
 			ev := g.events()
+			defer ev.Close()
 			return eachParallel(targets, func(in runtime.Info) error {
 				return track(ev, kind, in.Name, working, done, func() error {
 					c, err := e.deps.Runtime.Load(ctx, in.ID)

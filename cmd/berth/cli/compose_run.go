@@ -276,6 +276,7 @@ func (g *globals) afterRun(ctx context.Context, e *composeEnv, o *runComposeOpts
 	defer lk.Unlock()
 	names, groups := byService(started)
 	ev := g.events()
+	defer ev.Close()
 	var errs []error
 	for i := len(names) - 1; i >= 0; i-- { // dependents first
 		svc := names[i]
