@@ -173,3 +173,92 @@ func TestVolumeCommands(t *testing.T) {
 	}
 	r.Must("volume", "rm", "-f", "nope")
 }
+
+// TestVolumeRunAnonymousMustGoWithTheContainer: run -v /PATH makes an
+// anonymous volume (so do --mount type=volume without source and an image
+// VOLUME);
+// --rm removes them with the container, rm keeps them, rm -v removes
+// them, but never one another container still uses.
+func TestVolumeRunAnonymousMustGoWithTheContainer(t *testing.T) {
+	r := testutil.NewRoot(t)
+	if got := r.Must("container", "run", "--rm", "-v", "/anon", "--mount", "type=volume,target=/m", "busybox", "sh", "-c", "echo x > /anon/f && echo y > /m/f && cat /anon/f /m/f"); got != "x\ny\n" {
+		t.Errorf("run --rm: %q", got)
+	}
+	if out := r.Must("volume", "ls", "-q"); out != "" {
+		t.Errorf("--rm left volumes: %q", out)
+	}
+	// An image VOLUME gets one too, filled from the image.
+	r.Must("container", "run", "--name", "mkimg", "busybox", "sh", "-c", "mkdir /seeded && echo img > /seeded/f")
+	r.Must("container", "commit", "-c", "VOLUME /seeded", "mkimg", "seeded:latest")
+	r.Must("container", "rm", "mkimg")
+	if got := r.Must("container", "run", "--rm", "seeded", "sh", "-c", "cat /seeded/f; awk '$2==\"/seeded\"' /proc/mounts | wc -l"); got != "img\n1\n" {
+		t.Errorf("an image VOLUME: %q", got)
+	}
+	r.Must("image", "rm", "seeded")
+	if out := r.Must("volume", "ls", "-q"); out != "" {
+		t.Errorf("--rm left the image VOLUME's volume: %q", out)
+	}
+	r.Must("container", "run", "-d", "--name", "keep", "-v", "/anon", "busybox", "sleep", "300")
+	vols := strings.Fields(r.Must("volume", "ls", "-q", "--filter", "label=dev.berth.anonymous-for=keep:/anon"))
+	if len(vols) != 1 || len(vols[0]) != 64 {
+		t.Fatalf("keep's anonymous volume: %v", vols)
+	}
+	r.Must("container", "run", "-d", "--name", "user", "--volumes-from", "keep:ro", "busybox", "sleep", "300")
+	res := r.Run("container", "exec", "user", "sh", "-c", "echo no > /anon/f")
+	if res.Code == 0 || !strings.Contains(res.Stderr+res.Stdout, "Read-only file system") {
+		t.Errorf("--volumes-from keep:ro: exit %d %s%s", res.Code, res.Stdout, res.Stderr)
+	}
+	r.Must("container", "exec", "keep", "sh", "-c", "echo shared > /anon/f")
+	if got := r.Must("container", "exec", "user", "cat", "/anon/f"); got != "shared\n" {
+		t.Errorf("--volumes-from: user reads %q", got)
+	}
+	r.Must("container", "rm", "-f", "-v", "keep")
+	if out := strings.Fields(r.Must("volume", "ls", "-q")); len(out) != 1 || out[0] != vols[0] {
+		t.Errorf("rm -v removed a volume another container uses: %v", out)
+	}
+	r.Must("container", "rm", "-f", "user")
+	if out := strings.Fields(r.Must("volume", "ls", "-q")); len(out) != 1 {
+		t.Errorf("rm without -v: %v", out)
+	}
+	r.Must("container", "run", "-d", "--name", "again", "-v", vols[0]+":/anon", "busybox", "sleep", "300")
+	r.Must("container", "rm", "-f", "-v", "again")
+	if out := r.Must("volume", "ls", "-q"); out != "" {
+		t.Errorf("rm -v left %q", out)
+	}
+}
+
+// TestVolumeMountFlagMustMountEachType: --mount binds (read-only on
+// request), volumes (created when missing, nocopy), tmpfs with size and
+// mode; a missing bind source is refused, where -v creates it.
+func TestVolumeMountFlagMustMountEachType(t *testing.T) {
+	r := testutil.NewRoot(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "f"), []byte("host\n"), 0o644)
+	out := r.Must("container", "run", "--rm",
+		"--mount", "type=bind,source="+dir+",target=/b,readonly",
+		"--mount", "type=volume,src=mnt,dst=/etc,volume-nocopy",
+		"--mount", "type=tmpfs,destination=/t,tmpfs-size=1m,tmpfs-mode=1770",
+		"busybox", "sh", "-c", "cat /b/f; ls /etc/passwd 2>/dev/null | wc -l; stat -c %a /t; awk '$2==\"/t\"{print $4}' /proc/mounts; echo x > /b/x || echo refused")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 5 || lines[0] != "host" || strings.TrimSpace(lines[1]) != "0" || lines[2] != "1770" || !strings.Contains(lines[3], "size=1024k") || lines[4] != "refused" {
+		t.Errorf("--mount: %q", out)
+	}
+	if res := r.Run("container", "run", "--rm", "--mount", "type=bind,source="+filepath.Join(dir, "missing")+",target=/m", "busybox", "true"); res.Code == 0 || !strings.Contains(res.Stderr, "does not exist") {
+		t.Errorf("--mount of a missing bind source: exit %d %s", res.Code, res.Stderr)
+	}
+	if res := r.Run("container", "run", "--rm", "--mount", "type=volume,target=/m,bogus=1", "busybox", "true"); res.Code != 2 {
+		t.Errorf("--mount with an unknown key: exit %d %s", res.Code, res.Stderr)
+	}
+	made := filepath.Join(dir, "made", "by", "v")
+	r.Must("container", "run", "--rm", "-v", made+":/v", "busybox", "true")
+	if st, err := os.Stat(made); err != nil || !st.IsDir() {
+		t.Errorf("-v did not create its host dir: %v", err)
+	}
+	if res := r.Run("container", "run", "--rm", "-v", "/a", "-v", dir+":/a", "busybox", "true"); res.Code != 2 || !strings.Contains(res.Stderr, "duplicate mount point") {
+		t.Errorf("two mounts at /a: exit %d %s", res.Code, res.Stderr)
+	}
+	if out := r.Must("volume", "ls", "-q"); out != "mnt\n" {
+		t.Errorf("volumes: %q", out)
+	}
+	r.Must("volume", "rm", "mnt")
+}

@@ -27,6 +27,12 @@ type Link struct {
 type Built struct {
 	Spec  runtime.ContainerSpec
 	Links []Link
+	// VolumesFrom, Files and HostPaths are what the executor resolves for
+	// the mounts (spec_mounts.go): the containers whose mounts this one
+	// gets, the secrets and configs it writes, the bind sources it checks.
+	VolumesFrom []VolumesFrom `json:",omitempty"`
+	Files       []SpecFile    `json:",omitempty"`
+	HostPaths   []HostPath    `json:",omitempty"`
 }
 
 // BuildSpec turns one replica of a service into a container spec: pure,

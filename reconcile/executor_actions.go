@@ -486,20 +486,25 @@ func (r *exRun) createContainer(ctx context.Context, n *exNode, oldID string) (r
 	if len(env) > 0 && spec.OCI != nil && spec.OCI.Process != nil {
 		spec.OCI.Process.Env = append(slices.Clone(spec.OCI.Process.Env), env...)
 	}
-	if err := r.resolveVolumes(ctx, a.Service, &spec); err != nil {
+	undoMounts, err := r.resolveMounts(ctx, a, built, &spec, oldID)
+	if err != nil {
 		return nil, err
 	}
 	c, err := rt.Create(ctx, spec)
 	if errdefs.IsConflict(err) {
-		c, err = r.reuse(ctx, spec, hash, err)
+		if c, err = r.reuse(ctx, spec, hash, err); err == nil {
+			undoMounts() // the container there has mounts of its own
+		}
 	}
 	if err != nil {
+		undoMounts()
 		return nil, err
 	}
 	if err := Connect(ctx, r.e.Deps.Networks, c, spec, hosts); err != nil {
 		undo := context.WithoutCancel(ctx)
 		rerr := c.Remove(undo, runtime.RemoveOptions{Force: true})
 		derr := r.disconnectSpec(undo, spec)
+		undoMounts()
 		return nil, errors.Join(err, exUndoErr(rerr), exUndoErr(derr))
 	}
 	n.containerID, n.containerName = c.ID(), spec.Name
@@ -586,7 +591,7 @@ func (r *exRun) removeContainer(ctx context.Context, c runtime.Container, name s
 			nets = r.labelNetworks(info.Labels)
 		}
 	}
-	if err := c.Remove(ctx, runtime.RemoveOptions{Force: true, RemoveVolumes: anonVolumes}); err != nil && !errdefs.IsNotFound(err) {
+	if err := r.removeWithMounts(ctx, c, anonVolumes); err != nil {
 		return err
 	}
 	return Release(ctx, r.e.Deps.Networks, name, nets)
@@ -933,7 +938,7 @@ func (r *exRun) doRecreate(ctx context.Context, n *exNode) error {
 	}
 	if old != nil {
 		// Its endpoints went before the rename.
-		if err := old.Remove(ctx, runtime.RemoveOptions{Force: true, RemoveVolumes: r.e.Options.RenewAnon}); err != nil && !errdefs.IsNotFound(err) {
+		if err := r.removeWithMounts(ctx, old, r.e.Options.RenewAnon); err != nil {
 			return fmt.Errorf("removing the old container %s: %w", oldName, err)
 		}
 	}

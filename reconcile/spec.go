@@ -35,8 +35,10 @@ const ComposeVersion = "2.30.0-berth"
 //     network namespace of its own to publish from (network_mode host,
 //     none, service:, container:): Built carries no warnings, and compose
 //     only warns there;
-//   - the image's VOLUMEs are ignored until volumes exist (their data
-//     stays in the container's upper dir);
+//   - volumes and files are placeholders (spec_mounts.go): named and
+//     anonymous volumes (the image's VOLUMEs included), volumes_from,
+//     secrets and configs become real mounts in the executor, which also
+//     checks (or creates) bind sources on the host;
 //   - ulimits are not clamped to the host's hard limits (that needs a
 //     syscall; the runtime clamps at start);
 //   - links are returned unresolved, in Built.Links.
@@ -112,9 +114,11 @@ func buildSpec(m *project.Model, in SpecInput) (Built, error) {
 			oci.Linux.Sysctl[k] = v
 		}
 	}
-	if oci.Mounts, err = specMounts(svc); err != nil {
+	ms, err := specMounts(m, svc, ic)
+	if err != nil {
 		return Built{}, err
 	}
+	oci.Mounts = ms.mounts
 	if oci.Linux.Resources, err = specResources(svc); err != nil {
 		return Built{}, err
 	}
@@ -172,7 +176,7 @@ func buildSpec(m *project.Model, in SpecInput) (Built, error) {
 	if s.Labels, err = specLabels(m, svc, in, ic.Labels, netKeys); err != nil {
 		return Built{}, err
 	}
-	return Built{Spec: s, Links: specLinks(svc)}, nil
+	return Built{Spec: s, Links: specLinks(svc), VolumesFrom: ms.from, Files: ms.files, HostPaths: ms.hostPaths}, nil
 }
 
 // specArgs is the command line, by Docker's rule: a service entrypoint
@@ -321,12 +325,9 @@ func specUnsupported(svc types.ServiceConfig) error {
 		hint string
 	}
 	for _, f := range []field{
-		{"volumes_from", len(svc.VolumesFrom) > 0, "it comes with the volumes issue"},
 		{"devices", len(svc.Devices) > 0, "berth does not pass host devices into containers yet"},
 		{"device_cgroup_rules", len(svc.DeviceCgroupRules) > 0, "berth does not pass host devices into containers yet"},
 		{"gpus", len(svc.Gpus) > 0, "berth does not pass GPUs into containers"},
-		{"secrets", len(svc.Secrets) > 0, "berth does not mount secrets yet; use a read-only bind volume"},
-		{"configs", len(svc.Configs) > 0, "berth does not mount configs yet; use a read-only bind volume"},
 		{"pid", svc.Pid != "", "containers always get a PID namespace of their own"},
 		{"ipc", svc.Ipc != "" && svc.Ipc != "private" && svc.Ipc != "shareable", "containers always get an IPC namespace of their own"},
 		{"uts", svc.Uts != "", "containers always get a UTS namespace of their own"},

@@ -487,6 +487,81 @@ services:
       - /run:size=64m,mode=1777
       - /tmp
 `},
+	{name: "mounts_anonymous_and_image_volumes", image: specImg(ImageConfig{Cmd: []string{"sh"}, Volumes: []string{"/cache", "/data", "/var/lib/app/", "relative", "/proc/x"}}), yaml: `
+services:
+  web:
+    image: busybox
+    volumes:
+      - /data
+      - type: volume
+        target: /scratch
+        read_only: true
+        volume: {nocopy: true}
+      - cache:/cache
+volumes:
+  cache: {}
+`},
+	{name: "mounts_bind_host_paths", yaml: `
+services:
+  web:
+    image: busybox
+    volumes:
+      - ./short:/short:z
+      - type: bind
+        source: ./long
+        target: /long
+      - type: bind
+        source: ./asked
+        target: /asked
+        bind: {create_host_path: true, selinux: Z}
+      - type: bind
+        source: ./refused
+        target: /refused
+        bind: {create_host_path: false}
+`},
+	{name: "volumes_from_services_and_containers", yaml: `
+services:
+  data:
+    image: busybox
+    volumes: ["/data"]
+  logs:
+    image: busybox
+  web:
+    image: busybox
+    volumes_from:
+      - data
+      - logs:ro
+      - container:legacy
+      - container:other:ro
+`},
+	{name: "secrets_and_configs", yaml: `
+services:
+  web:
+    image: busybox
+    secrets:
+      - plain
+      - source: moded
+        mode: 0400
+      - source: token
+        target: api/token
+        uid: "1000"
+        gid: "1001"
+    configs:
+      - app
+      - source: nginx
+        target: /etc/nginx/nginx.conf
+        mode: 0440
+      - source: rel
+        target: etc/rel.conf
+secrets:
+  plain: {file: ./plain.txt}
+  moded: {file: ./moded.txt}
+  token: {environment: API_TOKEN}
+configs:
+  app: {content: "debug=1"}
+  nginx: {file: ./nginx.conf}
+  rel: {content: "x"}
+`, files: map[string]string{"plain.txt": "p", "moded.txt": "m", "nginx.conf": "n", ".env": "API_TOKEN=s3cr3t\n"}},
 	{name: "oneoff_keeps_ports_no_aliases", number: 2, oneOff: true, yaml: `
 services:
   web:
@@ -584,10 +659,6 @@ services:
 services:
   web: {image: busybox, entrypoint: []}
 `, nil, []string{"no command"}},
-		{"anonymous volume", `
-services:
-  web: {image: busybox, volumes: ["./x:/x", "/var/cache"]}
-`, nil, []string{"anonymous volume /var/cache", "volumes[1]", "not supported yet"}},
 		{"published range onto one port", `
 services:
   web: {image: busybox, ports: ["8000-8001:80"]}
@@ -660,11 +731,48 @@ services:
 services:
   web: {image: busybox, devices: ["/dev/fuse:/dev/fuse"]}
 `, nil, []string{"devices is not supported"}},
-		{"volumes_from", `
+		{"volumes_from mode", `
 services:
   db: {image: busybox}
-  web: {image: busybox, volumes_from: [db]}
-`, nil, []string{"volumes_from is not supported"}},
+  web: {image: busybox, volumes_from: ["db:rx"]}
+`, nil, []string{"volumes_from[0]", `mode "rx"`}},
+		{"external secret", `
+services:
+  web: {image: busybox, secrets: [token]}
+secrets:
+  token: {external: true}
+`, nil, []string{"secrets[0]", `secret "token"`, "swarm"}},
+		{"secret from an unset variable", `
+services:
+  web: {image: busybox, secrets: [token]}
+secrets:
+  token: {environment: NOT_SET_ANYWHERE}
+`, nil, []string{"secrets[0]", "NOT_SET_ANYWHERE is not set"}},
+		{"config uid by name", `
+services:
+  web:
+    image: busybox
+    configs: [{source: app, uid: www-data}]
+configs:
+  app: {content: "x"}
+`, nil, []string{"configs[0]", `config "app"`, `uid "www-data"`, "must be a number"}},
+		{"config mode", `
+services:
+  web:
+    image: busybox
+    configs: [{source: app, mode: 04755}]
+configs:
+  app: {content: "x"}
+`, nil, []string{"configs[0]", "mode 04755", "permission bits"}},
+		{"secret over a volume target", `
+services:
+  web:
+    image: busybox
+    volumes: ["/run/secrets/token"]
+    secrets: [token]
+secrets:
+  token: {file: ./token.txt}
+`, nil, []string{"two mounts target /run/secrets/token"}},
 		{"pid host", `
 services:
   web: {image: busybox, pid: host}
@@ -845,5 +953,49 @@ func TestSpecHealthImageNone(t *testing.T) {
 	hc, err := specHealth(svc, none)
 	if err != nil || hc == nil || hc.Test[1] != "true" || hc.Retries != 3 || hc.Interval != 30*time.Second {
 		t.Errorf("service test over image NONE: got %+v, %v", hc, err)
+	}
+}
+
+// Bind sources are what compose-go resolved: relative paths against the
+// project directory (.. included), ~ against $HOME, and absolute ones as
+// written; the short syntax may create its source, the long syntax only
+// with bind.create_host_path.
+func TestSpecBindPathsResolve(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	m, dir := specLoad(t, map[string]string{"compose.yaml": `
+services:
+  web:
+    image: busybox
+    volumes:
+      - ./rel:/rel
+      - ../up:/up:ro
+      - ~/cfg:/cfg
+      - /abs/path:/abs
+      - {type: bind, source: ~/long, target: /long}
+`})
+	b, err := BuildSpec(m, specCase{}.input())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]HostPath{
+		"/rel":  {Path: filepath.Join(dir, "rel"), Create: true},
+		"/up":   {Path: filepath.Join(filepath.Dir(dir), "up"), Create: true},
+		"/cfg":  {Path: filepath.Join(home, "cfg"), Create: true},
+		"/abs":  {Path: "/abs/path", Create: true},
+		"/long": {Path: filepath.Join(home, "long")},
+	}
+	got := map[string]HostPath{}
+	for _, mt := range b.Spec.OCI.Mounts {
+		for _, hp := range b.HostPaths {
+			if hp.Path == mt.Source {
+				got[mt.Destination] = hp
+			}
+		}
+	}
+	for dst, w := range want {
+		if got[dst] != w {
+			t.Errorf("%s: bind source %+v, want %+v", dst, got[dst], w)
+		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"berth.dev/berth/internal/errdefs"
 	"berth.dev/berth/internal/failpoint"
 )
@@ -27,8 +29,54 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 // old or the new content whole, but a power loss may keep the old one.
 // For runtime state that means nothing after a reboot (a container's
 // pids and last exit), written on every start and stop.
+//
+// It allocates no inode when it can: the new content goes into a standing
+// swap file (.tmp-<name>-swap, flocked by its writer) that renameat2
+// RENAME_EXCHANGE trades with the file, so the old content becomes the
+// next swap file. A create and a delete per write made ext4 scan its
+// recently deleted inodes, which grew with every container of a large up.
 func WriteFileVolatile(path string, data []byte, perm os.FileMode) error {
+	if err := writeSwap(path, data, perm); err == nil {
+		return nil
+	}
 	return writeFile(path, data, perm, false)
+}
+
+// writeSwap is WriteFileVolatile's exchange; any error sends the caller to
+// the plain temp-file path.
+func writeSwap(path string, data []byte, perm os.FileMode) error {
+	dir, base := filepath.Split(path)
+	swap := filepath.Join(dir, tmpPrefix+base+"-swap")
+	fd, err := unix.Open(swap, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW, uint32(perm.Perm()))
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return err // another writer is at it: take the plain path
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 {
+		return errdefs.Invalidf("%s is not a plain file", swap)
+	}
+	if err := unix.Ftruncate(fd, 0); err != nil {
+		return err
+	}
+	for b := data; len(b) > 0; {
+		n, err := unix.Pwrite(fd, b, int64(len(data)-len(b)))
+		if err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	if err := unix.Fchmod(fd, uint32(perm.Perm())); err != nil {
+		return err
+	}
+	err = unix.Renameat2(unix.AT_FDCWD, swap, unix.AT_FDCWD, path, unix.RENAME_EXCHANGE)
+	if errors.Is(err, unix.ENOENT) {
+		err = unix.Rename(swap, path) // first write: nothing to trade with
+	}
+	return err
 }
 
 func writeFile(path string, data []byte, perm os.FileMode, durable bool) error {

@@ -69,13 +69,14 @@ type Manager struct {
 	pool   netip.Prefix
 	note   func(string)
 	exists func(string) bool
+	sem    chan struct{} // in-process part of the networks lock
 }
 
 var _ network.Manager = (*Manager)(nil)
 
 // New returns the manager of root's networks.
 func New(root *state.Root, o Options) (*Manager, error) {
-	m := &Manager{root: root, dir: filepath.Join(root.Path, "networks"), tag: netnames.Tag(root.Path), pool: o.Pool, note: o.Notify, exists: o.Exists}
+	m := &Manager{root: root, dir: filepath.Join(root.Path, "networks"), tag: netnames.Tag(root.Path), pool: o.Pool, note: o.Notify, exists: o.Exists, sem: make(chan struct{}, 1)}
 	if !m.pool.IsValid() {
 		m.pool = ipam.DefaultPool
 	}
@@ -105,8 +106,32 @@ type leases struct {
 	Endpoints map[string]network.Endpoint `json:"endpoints"`
 }
 
-func (m *Manager) lock(ctx context.Context) (*state.Lock, error) {
-	return state.AcquireFile(ctx, filepath.Join(m.dir, ".lock"), "networks lock", state.LockOptions{})
+// lock takes the networks lock: first among this process's goroutines (a
+// channel: parallel attaches of one up queue here and hand over at once),
+// then across processes (the flock, which polls).
+func (m *Manager) lock(ctx context.Context) (*heldLock, error) {
+	select {
+	case m.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	l, err := state.AcquireFile(ctx, filepath.Join(m.dir, ".lock"), "networks lock", state.LockOptions{})
+	if err != nil {
+		<-m.sem
+		return nil, err
+	}
+	return &heldLock{l: l, sem: m.sem}, nil
+}
+
+type heldLock struct {
+	l   *state.Lock
+	sem chan struct{}
+}
+
+func (h *heldLock) Unlock() error {
+	err := h.l.Unlock()
+	<-h.sem
+	return err
 }
 
 func (m *Manager) netDir(name string) (string, error) { return m.root.NetworkDir(name) }

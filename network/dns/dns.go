@@ -36,10 +36,8 @@ const (
 	// refused and the zone keeps its previous content.
 	MaxZoneSize = 16 << 20
 
-	reloadDebounce = 50 * time.Millisecond
-	reloadMaxDelay = 500 * time.Millisecond
 	pollInterval   = time.Second // for zones whose directory cannot be watched
-	aliveTTL       = time.Second
+	aliveTTL       = 200 * time.Millisecond
 	maxUDPForwards = 256              // forwarded UDP queries in flight; more are dropped
 	maxTCPConns    = 64               // TCP clients at once; more are closed at once
 	tcpIdle        = 10 * time.Second // a TCP client sends its next query within this
@@ -81,9 +79,15 @@ type Server struct {
 	logf      func(format string, args ...any)
 
 	idx atomic.Pointer[index] // what queries read; swapped whole on reload
+	// dirty: a zone changed since the last load. The watcher only marks
+	// it; the next query reloads. While `up` attaches a hundred containers
+	// their records files change a hundred times, and a hundred shims
+	// re-reading each change would be N² work for answers nobody asked.
+	dirty atomic.Bool
 
 	reloadMu sync.Mutex
 	zones    []zoneFile // guarded by reloadMu
+	lazyMu   sync.Mutex // one lazy reload at a time
 
 	base    context.Context // cancelled by Close
 	stop    context.CancelFunc
@@ -161,6 +165,18 @@ type options struct {
 // content; the error names each of them.
 func (s *Server) Reload() error {
 	return s.load()
+}
+
+// markDirty is what the watcher does on a change.
+func (s *Server) markDirty() { s.dirty.Store(true) }
+
+// reloadIfDirty reloads once for all the queries that find the zones dirty.
+func (s *Server) reloadIfDirty() {
+	s.lazyMu.Lock()
+	defer s.lazyMu.Unlock()
+	if s.dirty.Swap(false) {
+		s.reload()
+	}
 }
 
 // reload is Reload for the watcher: failures are logged.

@@ -119,6 +119,9 @@ func (s *Server) answerLocal(q mdns.Question, reply *mdns.Msg) bool {
 	if q.Qclass != mdns.ClassINET {
 		return false
 	}
+	if s.dirty.Load() {
+		s.reloadIfDirty()
+	}
 	idx := s.idx.Load()
 	switch q.Qtype {
 	case mdns.TypeA, mdns.TypeAAAA:

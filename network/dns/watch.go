@@ -83,28 +83,15 @@ func (w *watcher) close() {
 	}
 }
 
-// run reloads, debounced by reloadDebounce (and at most reloadMaxDelay
-// after the first change of a burst), until ctx is done.
+// run marks the server's zones changed on every relevant event (the next
+// query reloads them: marking costs nothing, so no debounce), until ctx is
+// done.
 func (w *watcher) run(ctx context.Context) {
 	defer w.close()
 	var events <-chan fsnotify.Event
 	var errs <-chan error
 	if w.fw != nil {
 		events, errs = w.fw.Events, w.fw.Errors
-	}
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	var pending <-chan time.Time
-	var first time.Time
-	schedule := func() {
-		now := time.Now()
-		if pending == nil {
-			first = now
-		}
-		d := min(reloadDebounce, max(first.Add(reloadMaxDelay).Sub(now), 0))
-		timer.Reset(d)
-		pending = timer.C
 	}
 	var ticker *time.Ticker
 	var tick <-chan time.Time
@@ -127,7 +114,7 @@ func (w *watcher) run(ctx context.Context) {
 				continue
 			}
 			if w.relevant(ev) {
-				schedule()
+				w.s.markDirty() // free: the next query reloads
 			}
 		case err, ok := <-errs:
 			if !ok {
@@ -136,15 +123,12 @@ func (w *watcher) run(ctx context.Context) {
 			}
 			w.s.logLimited("dns: watching zones: %v", err)
 			if errors.Is(err, fsnotify.ErrEventOverflow) {
-				schedule()
+				w.s.markDirty()
 			}
 		case <-tick:
 			if w.poll() {
-				schedule()
+				w.s.markDirty()
 			}
-		case <-pending:
-			pending = nil
-			w.s.reload()
 		}
 	}
 }

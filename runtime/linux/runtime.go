@@ -56,6 +56,7 @@ type Runtime struct {
 
 	mu     sync.Mutex
 	sealed chan sealedExe // Prewarm's copy in progress, for the next start
+	swept  sync.Once
 }
 
 type sealedExe struct {
@@ -351,7 +352,15 @@ func matches(labels, want map[string]string) bool {
 // Creating whose lock nobody holds and that never started, and names that
 // point to no container) and restarts containers whose restart policy
 // says always but whose shim is gone.
+// sweep runs once per Runtime (per command): later creations and
+// listings of the same process need not look again, and must not wait on
+// the creation locks of the process's own parallel creations (up creates
+// many containers at once).
 func (r *Runtime) sweep(ctx context.Context) {
+	r.swept.Do(func() { r.sweepNow(ctx) })
+}
+
+func (r *Runtime) sweepNow(ctx context.Context) {
 	ids, _ := r.ids()
 	for _, id := range ids {
 		c := &Container{r: r, id: id}

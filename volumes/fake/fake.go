@@ -31,6 +31,7 @@ type Manager struct {
 	calls []string
 	fails []failure
 	hook  func(op, name string)
+	files *fileState // see files.go
 }
 
 type failure struct {

@@ -427,7 +427,13 @@ func (g *globals) projectLogs(ctx context.Context, e *composeEnv, services []str
 			case lo.Follow && (in.Status == runtime.StatusRunning || in.Status == runtime.StatusRestarting):
 				select {
 				case <-f.done: // its stream ended (stopped) and it runs again
-					start(in, f.ended)
+					// From the new run's start: its lines are all newer, and
+					// the old stream printed everything before the stop.
+					since := in.StartedAt.Add(-time.Millisecond)
+					if since.IsZero() || since.Before(f.ended.Add(-time.Minute)) {
+						since = f.ended
+					}
+					start(in, since)
 				default:
 				}
 			}

@@ -27,7 +27,6 @@ import (
 	"berth.dev/berth/reconcile"
 	"berth.dev/berth/runtime"
 	"berth.dev/berth/runtime/linux"
-	"berth.dev/berth/volumes"
 )
 
 // LabelSlug is compose's label with a one-off container's full random ID
@@ -200,15 +199,14 @@ func (g *globals) runOneOff(ctx context.Context, o *runComposeOpts, service stri
 	if err != nil {
 		return err
 	}
-	c, err := g.createOneOff(ctx, e, rt, svc, spec, built.Links)
+	c, err := g.createOneOff(ctx, e, rt, svc, spec, built)
 	if err != nil {
 		lk.Unlock()
 		return g.afterRun(ctx, e, o, deps, before, fmt.Errorf("service %s: %w", service, err))
 	}
 	cleanup := func() {
 		ctx := context.WithoutCancel(ctx)
-		c.Remove(ctx, runtime.RemoveOptions{Force: true})
-		reconcile.Release(ctx, e.deps.Networks, spec.Name, specNetworks(spec))
+		reconcile.RemoveWithMounts(ctx, e.deps, e.m, c, true)
 	}
 	var serr error
 	if o.detach {
@@ -240,7 +238,7 @@ func (g *globals) runOneOff(ctx context.Context, o *runComposeOpts, service stri
 	var ee exitError
 	if o.rm && (err == nil || errors.As(err, &ee)) { // not when detached: it runs on
 		if info, ierr := c.Info(actx); ierr == nil && !isLive(info.Status) {
-			if rerr := g.removeNetworked(actx, c, runtime.RemoveOptions{Force: true}); rerr != nil {
+			if rerr := reconcile.RemoveWithMounts(actx, e.deps, e.m, c, true); rerr != nil {
 				fmt.Fprintln(g.stderr, "berth: warning:", rerr)
 			}
 		}
@@ -565,37 +563,32 @@ func runAliases(spec *runtime.ContainerSpec, svc types.ServiceConfig) {
 // createOneOff makes sure the service's networks and volumes exist, then
 // creates the one-off (transient until it starts: a run killed before
 // leaves nothing) and attaches it to its networks.
-func (g *globals) createOneOff(ctx context.Context, e *composeEnv, rt *linux.Runtime, svc types.ServiceConfig, spec runtime.ContainerSpec, links []reconcile.Link) (*linux.Container, error) {
+func (g *globals) createOneOff(ctx context.Context, e *composeEnv, rt *linux.Runtime, svc types.ServiceConfig, spec runtime.ContainerSpec, built reconcile.Built) (*linux.Container, error) {
 	if err := ensureRunResources(ctx, e, svc, spec); err != nil {
 		return nil, err
 	}
-	if err := resolveRunVolumes(ctx, e, &spec); err != nil {
+	// Volumes (named, anonymous, the image's), volumes_from, secrets and
+	// configs, as the executor resolves them for a service's containers.
+	undoMounts, err := reconcile.ResolveMounts(ctx, e.deps, e.m, svc.Name, 1, built, &spec)
+	if err != nil {
 		return nil, err
 	}
-	env, hosts, err := g.runLinks(ctx, e, rt, spec, links)
+	env, hosts, err := g.runLinks(ctx, e, rt, spec, built.Links)
 	if err != nil {
+		undoMounts()
 		return nil, err
 	}
 	spec.OCI.Process.Env = append(slices.Clone(spec.OCI.Process.Env), env...)
 	c, err := rt.CreateTransient(ctx, spec)
 	if err != nil {
+		undoMounts()
 		return nil, err
 	}
 	if err := reconcile.Connect(ctx, e.deps.Networks, c, spec, hosts); err != nil {
-		undo := context.WithoutCancel(ctx)
-		c.Remove(undo, runtime.RemoveOptions{Force: true})
-		reconcile.Release(undo, e.deps.Networks, spec.Name, specNetworks(spec))
+		reconcile.RemoveWithMounts(context.WithoutCancel(ctx), e.deps, e.m, c, true)
 		return nil, err
 	}
 	return c.(*linux.Container), nil
-}
-
-func specNetworks(s runtime.ContainerSpec) []string {
-	out := make([]string, 0, len(s.Networks))
-	for _, na := range s.Networks {
-		out = append(out, na.Network)
-	}
-	return out
 }
 
 // ensureRunResources creates the project networks and volumes the one-off
@@ -626,7 +619,7 @@ func ensureRunResources(ctx context.Context, e *composeEnv, svc types.ServiceCon
 		}
 		vc, ok := m.Project.Volumes[v.Source]
 		if !ok || e.deps.Volumes == nil {
-			continue // not a project volume: resolveRunVolumes finds it or says it is missing
+			continue // not a project volume: ResolveMounts finds it or says it is missing
 		}
 		if vc.External {
 			name := vc.Name
@@ -672,51 +665,6 @@ func ensureRunNetwork(ctx context.Context, m *project.Model, nm network.Manager,
 	}
 	_, err = nm.Create(ctx, s)
 	return err
-}
-
-// resolveRunVolumes turns BuildSpec's volume keys into the volumes'
-// mounts, as the executor does for replicas.
-func resolveRunVolumes(ctx context.Context, e *composeEnv, spec *runtime.ContainerSpec) error {
-	type mounter interface {
-		MountFor(v volumes.Volume) (typ, source string, options []string)
-	}
-	for i := range spec.OCI.Mounts {
-		mt := &spec.OCI.Mounts[i]
-		if mt.Type != "volume" || !strings.HasPrefix(mt.Source, reconcile.VolumeKeyPrefix) {
-			continue
-		}
-		key := strings.TrimPrefix(mt.Source, reconcile.VolumeKeyPrefix)
-		name := key
-		if vc, ok := e.m.Project.Volumes[key]; ok && vc.Name != "" {
-			name = vc.Name
-		}
-		if e.deps.Volumes == nil {
-			return errdefs.Unavailablef("volume %s: berth was started without a volume manager", key)
-		}
-		v, err := e.deps.Volumes.Inspect(ctx, name)
-		if err != nil {
-			return fmt.Errorf("volume %s: %w", key, err)
-		}
-		typ, src, opts := "volume", v.Mountpoint, []string(nil)
-		if mv, ok := e.deps.Volumes.(mounter); ok {
-			typ, src, opts = mv.MountFor(v)
-		}
-		mt.Type, mt.Source = typ, src
-		if typ != "volume" {
-			mt.Options = slices.DeleteFunc(slices.Clone(mt.Options), func(o string) bool { return o == "nocopy" })
-		}
-		mt.Options = append(slices.Clone(mt.Options), opts...)
-	}
-	// What the executor resolves beside named volumes (anonymous and image
-	// volumes, secrets, configs) stays a placeholder here: say so rather
-	// than hand the runtime a mount it cannot make.
-	for _, mt := range spec.OCI.Mounts {
-		if (mt.Type == "volume" || mt.Type == "bind") && !filepath.IsAbs(mt.Source) {
-			kind, _, _ := strings.Cut(mt.Source, ":")
-			return errdefs.Unavailablef("%s at %s: berth run cannot mount this for a one-off container yet (%s); use up, or a named volume or a bind", kind, mt.Destination, mt.Source)
-		}
-	}
-	return nil
 }
 
 // runLinks resolves the service's legacy links for the one-off: a link to

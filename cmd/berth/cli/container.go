@@ -197,7 +197,7 @@ func newRmCmd(g *globals) *cobra.Command {
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.eachContainer(args, func(c *linux.Container) error {
-				return g.removeNetworked(cmd.Context(), c, runtime.RemoveOptions{Force: force, RemoveVolumes: volumes})
+				return g.removeWithVolumes(cmd.Context(), c, runtime.RemoveOptions{Force: force, RemoveVolumes: volumes})
 			})
 		},
 	}

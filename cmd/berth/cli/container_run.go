@@ -54,11 +54,16 @@ type createOpts struct {
 	oomScoreAdj                                              int
 	env, envFiles, labels, capAdd, capDrop, securityOpt      []string
 	ulimits, sysctls, tmpfs, groupAdd, volumes               []string
+	mounts, volumesFrom                                      []string
 	setOOM                                                   bool
 	health                                                   healthFlags
 	logDriver                                                string
 	logOpts                                                  []string
 	net                                                      netOpts
+
+	// anonVolumes are the anonymous volumes spec made: removed again
+	// when the run leaves no container.
+	anonVolumes []string
 }
 
 func newRunCmd(g *globals, run bool) *cobra.Command {
@@ -121,7 +126,9 @@ func newRunCmd(g *globals, run bool) *cobra.Command {
 	f.IntVar(&o.oomScoreAdj, "oom-score-adj", 0, "Tune host's OOM preferences (-1000 to 1000)")
 	f.StringArrayVar(&o.groupAdd, "group-add", nil, "Add additional groups to join")
 	o.net.register(f)
-	f.StringArrayVarP(&o.volumes, "volume", "v", nil, "Bind mount a volume (HOST:CONTAINER[:ro])")
+	f.StringArrayVarP(&o.volumes, "volume", "v", nil, "Bind mount a volume (/HOST:/CONTAINER[:ro], NAME:/CONTAINER[:ro][,nocopy], or /CONTAINER for an anonymous volume)")
+	f.StringArrayVar(&o.mounts, "mount", nil, "Attach a filesystem mount (type=bind|volume|tmpfs,source=,target=,readonly,volume-nocopy,tmpfs-size=,tmpfs-mode=)")
+	f.StringArrayVar(&o.volumesFrom, "volumes-from", nil, "Mount volumes from the specified container (CONTAINER[:ro|rw])")
 	f.StringVar(&o.logDriver, "log-driver", "json-file", "Logging driver for the container: json-file or none")
 	f.StringArrayVar(&o.logOpts, "log-opt", nil, "Log driver options (max-size=10m, max-file=3: the defaults)")
 	o.health.register(f)
@@ -145,6 +152,12 @@ func (g *globals) runContainer(ctx context.Context, o *createOpts, ref string, c
 	if err != nil {
 		return err
 	}
+	created := false // the container exists: its anonymous volumes are its own
+	defer func() {
+		if !created {
+			g.removeAnonymous(context.WithoutCancel(ctx), nil, o.anonVolumes...)
+		}
+	}()
 	spec, warnings, err := o.spec(g, img.Config.Config, cmdArgs)
 	if err != nil {
 		return err
@@ -208,6 +221,7 @@ func (g *globals) runContainer(ctx context.Context, o *createOpts, ref string, c
 	if err != nil {
 		return err
 	}
+	created = true
 	lc := c.(*linux.Container)
 	// cleanup removes what a failed run made: the container and its
 	// endpoints (a port in use leaves nothing, not even a created record).
@@ -217,6 +231,7 @@ func (g *globals) runContainer(ctx context.Context, o *createOpts, ref string, c
 		if nm != nil {
 			disconnect(ctx, nm, spec.Name, spec)
 		}
+		g.removeAnonymous(ctx, nil, o.anonVolumes...)
 	}
 	if nm != nil {
 		if err := connect(ctx, nm, c, spec, hosts); err != nil {
@@ -256,7 +271,7 @@ func (g *globals) runContainer(ctx context.Context, o *createOpts, ref string, c
 	var ee exitError
 	if o.rm && (err == nil || errors.As(err, &ee)) { // not when detached: it runs on
 		if info, ierr := c.Info(ctx); ierr == nil && info.Status != runtime.StatusRunning {
-			if rerr := g.removeNetworked(ctx, lc, runtime.RemoveOptions{Force: true}); rerr != nil {
+			if rerr := g.removeWithVolumes(ctx, lc, runtime.RemoveOptions{Force: true, RemoveVolumes: true}); rerr != nil {
 				fmt.Fprintln(g.stderr, "berth: warning:", rerr)
 			}
 		}
@@ -376,33 +391,11 @@ func (o *createOpts) spec(g *globals, ic imageConfig, cmdArgs []string) (runtime
 			oci.Linux.Sysctl[k] = v
 		}
 	}
-	for _, t := range o.tmpfs {
-		dst, opts, _ := strings.Cut(t, ":")
-		m := specs.Mount{Type: "tmpfs", Source: "tmpfs", Destination: dst, Options: []string{"nosuid", "nodev", "noexec"}}
-		if opts != "" {
-			m.Options = append(m.Options, strings.Split(opts, ",")...)
-		}
-		oci.Mounts = append(oci.Mounts, m)
+	ms, err := g.runMounts(o, ic.Volumes)
+	if err != nil {
+		return s, nil, err
 	}
-	for _, v := range o.volumes {
-		parts := strings.Split(v, ":")
-		if len(parts) >= 2 && parts[0] != "" && !strings.Contains(parts[0], "/") {
-			m, err := g.namedVolumeMount(parts[0], parts[1], parts[2:])
-			if err != nil {
-				return s, nil, err
-			}
-			oci.Mounts = append(oci.Mounts, m)
-			continue
-		}
-		if len(parts) < 2 || !strings.HasPrefix(parts[0], "/") {
-			return s, nil, errUsage("-v %q: write /HOST/PATH:/CONTAINER/PATH[:ro] or VOLUME:/CONTAINER/PATH[:ro|rw][,nocopy] (anonymous -v /PATH volumes are not supported yet)", v)
-		}
-		m := specs.Mount{Type: "bind", Source: parts[0], Destination: parts[1], Options: []string{"rbind"}}
-		if len(parts) > 2 && parts[2] == "ro" {
-			m.Options = append(m.Options, "ro")
-		}
-		oci.Mounts = append(oci.Mounts, m)
-	}
+	oci.Mounts = append(oci.Mounts, ms...)
 	res := &specs.LinuxResources{}
 	if o.memory != "" {
 		n, err := units.RAMInBytes(o.memory)

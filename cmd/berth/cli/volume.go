@@ -2,13 +2,18 @@ package cli
 
 import (
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
+	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,6 +25,7 @@ import (
 	"berth.dev/berth/internal/errdefs"
 	"berth.dev/berth/internal/state"
 	"berth.dev/berth/runtime"
+	"berth.dev/berth/runtime/linux"
 	"berth.dev/berth/volumes"
 	vlocal "berth.dev/berth/volumes/local"
 )
@@ -131,6 +137,364 @@ func (g *globals) namedVolumeMount(name, dst string, opts []string) (specs.Mount
 		m.Options = append(m.Options, "nocopy")
 	}
 	return m, nil
+}
+
+// runMounts are the mounts of run and create, in Docker's order: the
+// --tmpfs, -v and --mount ones (no two at one target), then those of
+// --volumes-from at the targets they leave free, then an anonymous
+// volume for each image VOLUME nothing covers.
+func (g *globals) runMounts(o *createOpts, imageVolumes map[string]struct{}) ([]specs.Mount, error) {
+	var out []specs.Mount
+	for _, t := range o.tmpfs {
+		dst, opts, _ := strings.Cut(t, ":")
+		m := specs.Mount{Type: "tmpfs", Source: "tmpfs", Destination: dst, Options: []string{"nosuid", "nodev", "noexec"}}
+		if opts != "" {
+			m.Options = append(m.Options, strings.Split(opts, ",")...)
+		}
+		out = append(out, m)
+	}
+	for _, v := range o.volumes {
+		m, err := g.volumeFlagMount(o, v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	for _, v := range o.mounts {
+		m, err := g.mountFlagMount(o, v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	taken := map[string]bool{}
+	for _, m := range out {
+		d := path.Clean(m.Destination)
+		if !path.IsAbs(m.Destination) {
+			return nil, errUsage("mount target %q: the container path must be absolute", m.Destination)
+		}
+		if taken[d] {
+			return nil, errUsage("duplicate mount point: %s", d)
+		}
+		taken[d] = true
+	}
+	for _, f := range o.volumesFrom {
+		ms, err := g.volumesFromMounts(context.Background(), f)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range ms {
+			if d := path.Clean(m.Destination); !taken[d] {
+				taken[d] = true
+				out = append(out, m)
+			}
+		}
+	}
+	for _, d := range slices.Sorted(maps.Keys(imageVolumes)) {
+		clean := path.Clean(d)
+		if !path.IsAbs(d) || clean == "/" || taken[clean] {
+			continue
+		}
+		taken[clean] = true
+		m, err := g.anonymousVolumeMount(o, clean, false, false)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// volumeFlagMount is one -v: /PATH (an anonymous volume),
+// NAME:/PATH[:OPTS] (a named volume, created when missing) or
+// /HOST:/PATH[:OPTS] (a bind; a missing host dir is created, as Docker
+// does). Bind options: ro, rw, z, Z (no SELinux here: ignored) and a
+// propagation.
+func (g *globals) volumeFlagMount(o *createOpts, v string) (specs.Mount, error) {
+	parts := strings.Split(v, ":")
+	switch {
+	case len(parts) == 1 && strings.HasPrefix(v, "/"):
+		return g.anonymousVolumeMount(o, path.Clean(v), false, false)
+	case len(parts) >= 2 && parts[0] != "" && !strings.Contains(parts[0], "/"):
+		return g.namedVolumeMount(parts[0], parts[1], parts[2:])
+	case len(parts) < 2 || len(parts) > 3 || !strings.HasPrefix(parts[0], "/") || !strings.HasPrefix(parts[1], "/"):
+		return specs.Mount{}, errUsage("-v %q: write /CONTAINER/PATH (an anonymous volume), /HOST/PATH:/CONTAINER/PATH[:ro] or VOLUME:/CONTAINER/PATH[:ro|rw][,nocopy]", v)
+	}
+	m := specs.Mount{Type: "bind", Source: filepath.Clean(parts[0]), Destination: parts[1], Options: []string{"rbind"}}
+	if len(parts) == 3 {
+		for _, opt := range strings.Split(parts[2], ",") {
+			switch opt {
+			case "ro":
+				m.Options = append(m.Options, "ro")
+			case "rw", "z", "Z":
+			case "private", "rprivate", "shared", "rshared", "slave", "rslave":
+				m.Options = append(m.Options, opt)
+			default:
+				return specs.Mount{}, errUsage("-v %q: unknown bind option %q (use ro, rw or a propagation such as rslave)", v, opt)
+			}
+		}
+	}
+	vm, err := g.openVolumes()
+	if err != nil {
+		return specs.Mount{}, err
+	}
+	if err := vm.EnsureHostPath(context.Background(), m.Source, true); err != nil {
+		return specs.Mount{}, fmt.Errorf("-v %s: %w", v, err)
+	}
+	return m, nil
+}
+
+// mountFlagMount is one --mount: type=bind|volume|tmpfs (volume when
+// left out), source= (src=), target= (destination=, dst=), readonly (ro)
+// [=true|false], volume-nocopy[=true|false], bind-propagation=,
+// tmpfs-size=, tmpfs-mode=. A bind's source must exist; a volume without
+// source is anonymous, a named one is created when missing.
+func (g *globals) mountFlagMount(o *createOpts, flag string) (specs.Mount, error) {
+	fields, err := csv.NewReader(strings.NewReader(flag)).Read()
+	if err != nil {
+		return specs.Mount{}, errUsage("--mount %q: %v", flag, err)
+	}
+	typ, src, dst, prop := "volume", "", "", ""
+	var ro, nocopy bool
+	var tmpfsOpts []string
+	boolOf := func(k, v string, has bool) (bool, error) {
+		switch {
+		case !has:
+			return true, nil
+		case v == "true" || v == "1":
+			return true, nil
+		case v == "false" || v == "0":
+			return false, nil
+		}
+		return false, errUsage("--mount %q: %s=%q is not true or false", flag, k, v)
+	}
+	for _, f := range fields {
+		k, v, has := strings.Cut(strings.TrimSpace(f), "=")
+		switch strings.ToLower(k) {
+		case "type":
+			typ = v
+		case "source", "src":
+			src = v
+		case "target", "destination", "dst":
+			dst = v
+		case "readonly", "ro":
+			if ro, err = boolOf(k, v, has); err != nil {
+				return specs.Mount{}, err
+			}
+		case "volume-nocopy":
+			if nocopy, err = boolOf(k, v, has); err != nil {
+				return specs.Mount{}, err
+			}
+		case "bind-propagation":
+			prop = v
+		case "tmpfs-size":
+			n, err := units.RAMInBytes(v)
+			if err != nil || n <= 0 {
+				return specs.Mount{}, errUsage("--mount %q: tmpfs-size %q is not a size such as 64m", flag, v)
+			}
+			tmpfsOpts = append(tmpfsOpts, "size="+strconv.FormatInt(n, 10))
+		case "tmpfs-mode":
+			if _, err := strconv.ParseUint(v, 8, 32); err != nil {
+				return specs.Mount{}, errUsage("--mount %q: tmpfs-mode %q is not an octal mode such as 1777", flag, v)
+			}
+			tmpfsOpts = append(tmpfsOpts, "mode="+v)
+		case "volume-driver":
+			if v != "local" {
+				return specs.Mount{}, errUsage("--mount %q: volume-driver %q: berth has the local driver only", flag, v)
+			}
+		case "consistency", "bind-selinux":
+		default:
+			return specs.Mount{}, errUsage("--mount %q: unknown key %q (berth knows type, source, target, readonly, volume-nocopy, bind-propagation, tmpfs-size and tmpfs-mode)", flag, k)
+		}
+	}
+	if !strings.HasPrefix(dst, "/") {
+		return specs.Mount{}, errUsage("--mount %q: give target=/CONTAINER/PATH", flag)
+	}
+	if prop != "" && typ != "bind" {
+		return specs.Mount{}, errUsage("--mount %q: bind-propagation is for type=bind", flag)
+	}
+	if len(tmpfsOpts) > 0 && typ != "tmpfs" {
+		return specs.Mount{}, errUsage("--mount %q: tmpfs-size and tmpfs-mode are for type=tmpfs", flag)
+	}
+	if nocopy && typ != "volume" {
+		return specs.Mount{}, errUsage("--mount %q: volume-nocopy is for type=volume", flag)
+	}
+	switch typ {
+	case "bind":
+		if !strings.HasPrefix(src, "/") {
+			return specs.Mount{}, errUsage("--mount %q: a bind needs source=/HOST/PATH", flag)
+		}
+		if _, err := os.Stat(src); err != nil {
+			return specs.Mount{}, errdefs.Invalidf("--mount %q: bind source path %s does not exist (--mount never creates it; -v does)", flag, src)
+		}
+		m := specs.Mount{Type: "bind", Source: filepath.Clean(src), Destination: dst, Options: []string{"rbind"}}
+		if ro {
+			m.Options = append(m.Options, "ro")
+		}
+		if prop != "" {
+			m.Options = append(m.Options, prop)
+		}
+		return m, nil
+	case "tmpfs":
+		if src != "" {
+			return specs.Mount{}, errUsage("--mount %q: a tmpfs takes no source", flag)
+		}
+		m := specs.Mount{Type: "tmpfs", Source: "tmpfs", Destination: dst, Options: append([]string{"nosuid", "nodev", "noexec"}, tmpfsOpts...)}
+		if ro {
+			m.Options = append(m.Options, "ro")
+		}
+		return m, nil
+	case "volume":
+		if src == "" {
+			return g.anonymousVolumeMount(o, path.Clean(dst), ro, nocopy)
+		}
+		var opts []string
+		if ro {
+			opts = append(opts, "ro")
+		}
+		if nocopy {
+			opts = append(opts, "nocopy")
+		}
+		if len(opts) > 0 {
+			return g.namedVolumeMount(src, dst, []string{strings.Join(opts, ",")})
+		}
+		return g.namedVolumeMount(src, dst, nil)
+	}
+	return specs.Mount{}, errUsage("--mount %q: type %q: use bind, volume or tmpfs", flag, typ)
+}
+
+// anonymousVolumeMount makes an anonymous volume for run -v /PATH,
+// --mount type=volume without a source, or an image VOLUME: a 64-hex
+// name, labelled com.docker.volume.anonymous (and, when the container is
+// named, dev.berth.anonymous-for=NAME:PATH). o remembers it, so a run
+// that leaves no container removes it again.
+func (g *globals) anonymousVolumeMount(o *createOpts, dst string, ro, nocopy bool) (specs.Mount, error) {
+	vm, err := g.openVolumes()
+	if err != nil {
+		return specs.Mount{}, err
+	}
+	labels := map[string]string{volumes.LabelAnonymous: ""}
+	if o.name != "" {
+		labels[volumes.LabelAnonymousFor] = o.name + ":" + dst
+	}
+	v, err := vm.Create(context.Background(), volumes.Spec{Labels: labels})
+	if err != nil {
+		return specs.Mount{}, err
+	}
+	o.anonVolumes = append(o.anonVolumes, v.Name)
+	typ, src, base := vm.MountFor(v)
+	m := specs.Mount{Type: typ, Source: src, Destination: dst, Options: base}
+	if ro {
+		m.Options = append(m.Options, "ro")
+	}
+	if nocopy {
+		m.Options = append(m.Options, "nocopy")
+	}
+	return m, nil
+}
+
+// volumesFromMounts are the volume and bind mounts of the container ref
+// (--volumes-from NAME[:ro|rw]): in its mode, or all read-only with :ro.
+// Its tmpfs mounts and the secret and config files written for it stay
+// its own.
+func (g *globals) volumesFromMounts(ctx context.Context, flag string) ([]specs.Mount, error) {
+	ref, mode, _ := strings.Cut(flag, ":")
+	if ref == "" || (mode != "" && mode != "ro" && mode != "rw") {
+		return nil, errUsage("--volumes-from %q: write CONTAINER[:ro|rw]", flag)
+	}
+	rt, _, err := g.openRuntime()
+	if err != nil {
+		return nil, err
+	}
+	c, err := rt.Find(ref)
+	if err != nil {
+		return nil, fmt.Errorf("--volumes-from %s: %w", ref, err)
+	}
+	ms, err := c.Mounts(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("--volumes-from %s: %w", ref, err)
+	}
+	vm, err := g.openVolumes()
+	if err != nil {
+		return nil, err
+	}
+	var out []specs.Mount
+	for _, m := range ms {
+		if (m.Type != "volume" && m.Type != "bind") || vm.OwnsFile(m.Source) {
+			continue
+		}
+		if mode == "ro" {
+			m.Options = slices.DeleteFunc(m.Options, func(o string) bool { return o == "ro" || o == "rw" })
+			m.Options = append(m.Options, "ro")
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// removeAnonymous removes the anonymous volumes among the sources of
+// mounts (a removed container's) that no container uses any more, and
+// names (volumes made for a container that was never created).
+func (g *globals) removeAnonymous(ctx context.Context, mounts []specs.Mount, names ...string) error {
+	if len(mounts) == 0 && len(names) == 0 {
+		return nil
+	}
+	vm, err := g.openVolumes()
+	if err != nil {
+		return err
+	}
+	vols, err := vm.List(ctx, volumes.Filter{})
+	if err != nil {
+		return err
+	}
+	sources := map[string]bool{}
+	for _, m := range mounts {
+		sources[filepath.Clean(m.Source)] = true
+	}
+	var errs []error
+	for _, v := range vols {
+		if !v.Anonymous {
+			continue
+		}
+		_, src, _ := vm.MountFor(v)
+		if !slices.Contains(names, v.Name) && (src == "" || !sources[src]) {
+			continue
+		}
+		if err := vm.Remove(ctx, v.Name); err != nil && !errdefs.IsConflict(err) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeWithVolumes is container rm: the container and its endpoints,
+// the secret and config files written for it and, with RemoveVolumes,
+// its anonymous volumes no other container uses.
+func (g *globals) removeWithVolumes(ctx context.Context, c *linux.Container, o runtime.RemoveOptions) error {
+	ms, _ := c.Mounts(ctx)
+	var project string
+	if m, err := c.Meta(); err == nil {
+		project = m.Spec.Labels[runtime.LabelProject]
+	}
+	if err := g.removeNetworked(ctx, c, o); err != nil {
+		return err
+	}
+	var errs []error
+	if vm, err := g.openVolumes(); err == nil && project != "" {
+		var owned []string
+		for _, m := range ms {
+			if vm.OwnsFile(m.Source) {
+				owned = append(owned, m.Source)
+			}
+		}
+		if len(owned) > 0 {
+			errs = append(errs, vm.ReleaseFiles(ctx, project, owned))
+		}
+	}
+	if o.RemoveVolumes {
+		errs = append(errs, g.removeAnonymous(ctx, ms))
+	}
+	return errors.Join(errs...)
 }
 
 func newVolumeCmd(g *globals) *cobra.Command {

@@ -256,6 +256,7 @@ func launch(cfg *Config, mkdir, readOnly bool) *Failure {
 			return fail(125, "init: %v", err)
 		}
 	}
+	resetIgnoredSignals()
 	if cfg.Init {
 		return reap(path, cfg.Args, env)
 	}
