@@ -150,6 +150,25 @@ func (r *exRun) skip(n *exNode) {
 // runNode waits for n's edges, then for a slot, then runs it.
 func (r *exRun) runNode(n *exNode) {
 	defer close(n.done)
+	// Images first: a plan that cannot get its images fails before it
+	// creates a network, a volume or a container.
+	if n.a.Kind != PullImage && n.a.Kind != BuildImage {
+		for _, img := range r.nodes {
+			if img.a.Kind != PullImage && img.a.Kind != BuildImage {
+				continue
+			}
+			select {
+			case <-img.done:
+			case <-r.stop.Done():
+				r.skip(n)
+				return
+			}
+			if !img.ok {
+				r.skip(n)
+				return
+			}
+		}
+	}
 	for _, d := range n.a.Deps {
 		dep := r.nodes[d.On-1]
 		select {

@@ -992,3 +992,20 @@ services:
 		t.Fatalf("events: %v", x.eventLines())
 	}
 }
+
+// A plan whose image cannot be had fails before it makes anything: no
+// half-created network.
+func TestExecutorMissingImageCreatesNothing(t *testing.T) {
+	x := newExEnv(t, `
+services:
+  web: {image: "busybox:2"}
+`)
+	err := x.run(exPlan(exNet("default"), &Action{Kind: PullImage, Resource: "image:busybox:2", Cause: "missing", Service: "web"},
+		exCreate("web", 1, Edge{1, Done}, Edge{2, Done})))
+	if err == nil || !strings.Contains(err.Error(), "busybox:2") {
+		t.Fatalf("error: %v", err)
+	}
+	if nets, _ := x.nm.List(context.Background(), network.Filter{}); len(nets) != 0 {
+		t.Errorf("networks made before the image failed: %v", nets)
+	}
+}
