@@ -1,19 +1,20 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/spf13/cobra"
 
 	"berth.dev/berth/cmd/berth/display"
@@ -206,13 +207,85 @@ func newStartComposeCmd(g *globals) *cobra.Command {
 }
 
 func newRestartComposeCmd(g *globals) *cobra.Command {
-	return lifecycleCmd(g, "restart [OPTIONS] [SERVICE...]", "Restart service containers", true,
+	var noDeps bool
+	cmd := lifecycleCmd(g, "restart [OPTIONS] [SERVICE...]", "Restart service containers", true,
 		func(ctx context.Context, e *composeEnv, services []string, timeout *time.Duration) error {
-			if err := g.stopProject(ctx, e, services, timeout); err != nil {
-				return err
-			}
-			return g.startProject(ctx, e, services)
+			return g.restartProject(ctx, e, services, noDeps, timeout)
 		})
+	cmd.Long = `Restart service containers: stop them (dependents first), then start them
+in dependency order, waiting for the restarted dependencies a service needs
+healthy or completed.
+
+Services that depend on a restarted one with "restart: true" in their
+depends_on are restarted after it, unless --no-deps.`
+	cmd.Flags().BoolVar(&noDeps, "no-deps", false, "Don't restart dependent services")
+	return cmd
+}
+
+// restartDependents is services and, transitively, the services whose
+// depends_on names one of them with restart: true.
+func restartDependents(e *composeEnv, services []string) []string {
+	set := map[string]bool{}
+	for _, s := range services {
+		set[s] = true
+	}
+	for grew := true; grew; {
+		grew = false
+		for name, sc := range e.m.Project.Services {
+			if set[name] {
+				continue
+			}
+			for dep, dc := range sc.DependsOn {
+				if dc.Restart && set[dep] {
+					set[name], grew = true, true
+					break
+				}
+			}
+		}
+	}
+	out := slices.Sorted(maps.Keys(set))
+	return out
+}
+
+// restartProject is restart: the services (with their restart: true
+// dependents unless noDeps) stopped in reverse dependency order, then
+// started in dependency order, each after the restarted services it
+// waits for are healthy or completed.
+func (g *globals) restartProject(ctx context.Context, e *composeEnv, services []string, noDeps bool, timeout *time.Duration) error {
+	if err := knownServices(e, services); err != nil {
+		return err
+	}
+	targets := services
+	if len(services) > 0 && !noDeps {
+		targets = restartDependents(e, services)
+	}
+	if err := g.stopProject(ctx, e, targets, timeout); err != nil {
+		return err
+	}
+	infos, err := g.projectContainers(ctx, e, targets, true, false)
+	if err != nil {
+		return err
+	}
+	names, _ := byService(infos)
+	restarted := map[string]bool{}
+	for _, svc := range names {
+		sc := e.m.Project.Services[svc]
+		deps := types.DependsOnConfig{}
+		for d, dc := range sc.DependsOn {
+			if restarted[d] {
+				deps[d] = dc
+			}
+		}
+		sc.DependsOn = deps
+		if err := waitDependencies(ctx, e, sc); err != nil {
+			return fmt.Errorf("service %s: %w", svc, err)
+		}
+		if err := g.startProject(ctx, e, []string{svc}); err != nil {
+			return err
+		}
+		restarted[svc] = true
+	}
+	return nil
 }
 
 // startProject starts existing containers in dependency order.
@@ -341,156 +414,6 @@ func newPsComposeCmd(g *globals) *cobra.Command {
 	f.StringVar(&format, "format", "table", "Format output: table or json")
 	f.StringArrayVar(&status, "status", nil, "Filter services by status (running, exited, created, paused, restarting)")
 	f.StringArrayVar(&filters, "filter", nil, "Filter services by a property (status=STATUS)")
-	return g.compose(cmd)
-}
-
-// prefixWriter writes each line with a "name | " prefix.
-type prefixWriter struct {
-	mu     *sync.Mutex
-	w      io.Writer
-	prefix string
-	buf    []byte
-}
-
-func (p *prefixWriter) Write(b []byte) (int, error) {
-	p.buf = append(p.buf, b...)
-	for {
-		i := bytes.IndexByte(p.buf, '\n')
-		if i < 0 {
-			break
-		}
-		p.mu.Lock()
-		_, err := io.WriteString(p.w, p.prefix+string(p.buf[:i+1]))
-		p.mu.Unlock()
-		p.buf = p.buf[i+1:]
-		if err != nil {
-			return len(b), err
-		}
-	}
-	return len(b), nil
-}
-
-// followProjectLogs prints the services' logs with name prefixes. With
-// follow it keeps following: containers that restart, that are recreated
-// and that scaling adds are picked up (polled twice a second) until ctx
-// ends, or, for an attached up, until every container has stopped.
-func (g *globals) followProjectLogs(ctx context.Context, e *composeEnv, services []string, follow bool) error {
-	return g.projectLogs(ctx, e, services, linux.LogsOptions{LogOptions: runtime.LogOptions{Follow: follow, Tail: -1}}, true, follow)
-}
-
-func (g *globals) projectLogs(ctx context.Context, e *composeEnv, services []string, lo linux.LogsOptions, prefix, untilAllStopped bool) error {
-	var mu sync.Mutex
-	type following struct {
-		done  chan struct{}
-		ended time.Time
-	}
-	seen := map[string]*following{}
-	width := 0
-	start := func(in runtime.Info, since time.Time) {
-		f := &following{done: make(chan struct{})}
-		seen[in.ID] = f
-		c, err := e.deps.Runtime.Load(ctx, in.ID)
-		if err != nil {
-			close(f.done)
-			return
-		}
-		o := lo
-		if !since.IsZero() {
-			o.Tail, o.Since = -1, since
-		}
-		pre := ""
-		if prefix {
-			pre = fmt.Sprintf("%-*s | ", width, in.Name)
-		}
-		out := &prefixWriter{mu: &mu, w: g.stdout, prefix: pre}
-		errw := &prefixWriter{mu: &mu, w: g.stderr, prefix: pre}
-		go func() {
-			defer close(f.done)
-			c.(*linux.Container).LogStream(ctx, o, out, errw)
-			f.ended = time.Now()
-		}()
-	}
-	for {
-		infos, err := g.projectContainers(ctx, e, services, true, false)
-		if err != nil {
-			return err
-		}
-		for _, in := range infos {
-			width = max(width, len(in.Name))
-		}
-		active := 0
-		for _, in := range infos {
-			f, ok := seen[in.ID]
-			switch {
-			case !ok:
-				start(in, time.Time{})
-			case lo.Follow && (in.Status == runtime.StatusRunning || in.Status == runtime.StatusRestarting):
-				select {
-				case <-f.done: // its stream ended (stopped) and it runs again
-					// From the new run's start: its lines are all newer, and
-					// the old stream printed everything before the stop.
-					since := in.StartedAt.Add(-time.Millisecond)
-					if since.IsZero() || since.Before(f.ended.Add(-time.Minute)) {
-						since = f.ended
-					}
-					start(in, since)
-				default:
-				}
-			}
-			if in.Status == runtime.StatusRunning || in.Status == runtime.StatusRestarting || in.Status == runtime.StatusPaused {
-				active++
-			}
-		}
-		if !lo.Follow {
-			for _, f := range seen {
-				<-f.done
-			}
-			return nil
-		}
-		if untilAllStopped && active == 0 && len(seen) > 0 {
-			for _, f := range seen {
-				<-f.done
-			}
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
-}
-
-func newLogsComposeCmd(g *globals) *cobra.Command {
-	o := &logsOpts{}
-	var noPrefix bool
-	cmd := &cobra.Command{
-		Use:   "logs [OPTIONS] [SERVICE...]",
-		Short: "View output from containers",
-		Long: `View output from containers, each line prefixed with the container's name.
-
-With -f berth keeps following: containers that restart, that are recreated
-and that scaling adds join the output.`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			lo, err := o.options(time.Now())
-			if err != nil {
-				return err
-			}
-			e, err := g.composeEnv(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return g.projectLogs(cmd.Context(), e, args, lo, !noPrefix, false)
-		},
-	}
-	f := cmd.Flags()
-	f.BoolVarP(&o.follow, "follow", "f", false, "Follow log output")
-	f.BoolVarP(&o.timestamps, "timestamps", "t", false, "Show timestamps")
-	f.StringVarP(&o.tail, "tail", "n", "all", "Number of lines to show from the end of the logs for each container")
-	f.StringVar(&o.since, "since", "", "Show logs since timestamp or relative (e.g. 42m)")
-	f.StringVar(&o.until, "until", "", "Show logs before a timestamp or relative (e.g. 42m)")
-	f.BoolVar(&noPrefix, "no-log-prefix", false, "Don't print prefix in logs")
-	f.Bool("no-color", false, "Produce monochrome output")
 	return g.compose(cmd)
 }
 
