@@ -394,8 +394,9 @@ volumes:
 	must(t, run("up", "-d"), "up")
 	testutil.Eventually(t, func() bool {
 		_, err := os.Stat(filepath.Join(dir, "host", marker))
-		return err == nil
-	}, 5*time.Second, "the bind service's marker")
+		_, err2 := os.Stat(filepath.Join(volumeData(r, "attack_data"), marker))
+		return err == nil && err2 == nil
+	}, 5*time.Second, "both services' markers")
 	if _, err := os.Stat(filepath.Join("/etc", marker)); !os.IsNotExist(err) {
 		t.Fatalf("a write through the image's /data → /etc reached the host's /etc: %v", err)
 	}
