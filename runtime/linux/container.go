@@ -97,6 +97,10 @@ func (c *Container) Info(ctx context.Context) (runtime.Info, error) {
 	if err != nil {
 		return runtime.Info{}, err
 	}
+	return c.info(ctx, m)
+}
+
+func (c *Container) info(ctx context.Context, m *Meta) (runtime.Info, error) {
 	info := runtime.Info{ID: c.id, Name: m.Name, Labels: m.Spec.Labels, Created: m.Created, Status: runtime.StatusCreated}
 	st, err := c.state()
 	if errdefs.IsNotFound(err) {
