@@ -417,6 +417,16 @@ func newPsComposeCmd(g *globals) *cobra.Command {
 	return g.compose(cmd)
 }
 
+// serviceTarget loads the project and finds replica index of svc.
+func (g *globals) serviceTarget(ctx context.Context, svc string, index int) (*composeEnv, *linux.Container, error) {
+	e, err := g.composeEnv(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := g.serviceContainer(ctx, e, svc, index)
+	return e, c, err
+}
+
 // serviceContainer finds replica index (1-based) of a service.
 func (g *globals) serviceContainer(ctx context.Context, e *composeEnv, svc string, index int) (*linux.Container, error) {
 	infos, err := g.projectContainers(ctx, e, []string{svc}, false, false)
@@ -443,11 +453,7 @@ func newPortComposeCmd(g *globals) *cobra.Command {
 		Short: "Print the public port for a port binding",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := g.composeEnv(cmd.Context())
-			if err != nil {
-				return err
-			}
-			c, err := g.serviceContainer(cmd.Context(), e, args[0], index)
+			_, c, err := g.serviceTarget(cmd.Context(), args[0], index)
 			if err != nil {
 				return err
 			}
@@ -483,11 +489,7 @@ func newExecComposeCmd(g *globals) *cobra.Command {
 		Short: "Execute a command in a running container",
 		Args:  cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := g.composeEnv(cmd.Context())
-			if err != nil {
-				return err
-			}
-			c, err := g.serviceContainer(cmd.Context(), e, args[0], index)
+			_, c, err := g.serviceTarget(cmd.Context(), args[0], index)
 			if err != nil {
 				return err
 			}

@@ -828,11 +828,7 @@ func newAttachComposeCmd(g *globals) *cobra.Command {
 		Short: "Attach local standard input, output, and error streams to a service's running container",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := g.composeEnv(cmd.Context())
-			if err != nil {
-				return err
-			}
-			c, err := g.serviceContainer(cmd.Context(), e, args[0], index)
+			_, c, err := g.serviceTarget(cmd.Context(), args[0], index)
 			if err != nil {
 				return err
 			}
