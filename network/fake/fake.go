@@ -12,6 +12,8 @@
 package fake
 
 import (
+	"berth.dev/berth/internal/fakelog"
+
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -29,17 +31,15 @@ import (
 
 // Manager is the fake. The zero value is not usable: call New.
 type Manager struct {
-	mu    sync.Mutex
-	seq   int
-	nets  map[string]*fakeNet
-	calls []string
-	fails []failure
-	hook  func(op, args string)
-}
-
-type failure struct {
-	op, name string
-	err      error
+	mu   sync.Mutex
+	seq  int
+	nets map[string]*fakeNet
+	// FailNext(op, name, err) fails the next call of op ("create",
+	// "inspect", "list", "remove", "attach", "detach") naming the network
+	// or, for attach and detach, the endpoint; Calls logs "create
+	// demo_default", "attach demo_default demo-web-1", …; OnCall's hook
+	// gets the arguments joined ("demo_default demo-web-1").
+	fakelog.Log
 }
 
 type fakeNet struct {
@@ -50,40 +50,6 @@ type fakeNet struct {
 
 // New returns a manager without networks.
 func New() *Manager { return &Manager{nets: map[string]*fakeNet{}} }
-
-// FailNext makes the next call of op ("create", "inspect", "list",
-// "remove", "attach", "detach") return err when name is "" or matches
-// the network's name or, for attach and detach, the endpoint's. The call
-// is still logged.
-func (m *Manager) FailNext(op, name string, err error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.fails = append(m.fails, failure{op, name, err})
-}
-
-// OnCall sets a hook run at the start of every call with its op and
-// arguments ("demo_default demo-web-1"), outside the manager's lock.
-func (m *Manager) OnCall(fn func(op, args string)) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.hook = fn
-}
-
-// Calls is the log of state-changing calls in order: "create demo_default",
-// "attach demo_default demo-web-1", "detach demo_default demo-web-1",
-// "remove demo_default"; failed ones included.
-func (m *Manager) Calls() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return slices.Clone(m.calls)
-}
-
-// ResetCalls empties the call log.
-func (m *Manager) ResetCalls() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.calls = nil
-}
 
 // Endpoints lists network name → endpoint names, sorted, of every network.
 func (m *Manager) Endpoints() map[string][]string {
@@ -97,25 +63,7 @@ func (m *Manager) Endpoints() map[string][]string {
 }
 
 func (m *Manager) call(op string, args ...string) error {
-	m.mu.Lock()
-	line := strings.Join(append([]string{op}, args...), " ")
-	if op != "inspect" && op != "list" {
-		m.calls = append(m.calls, line)
-	}
-	hook := m.hook
-	var err error
-	for i, f := range m.fails {
-		if f.op == op && (f.name == "" || slices.Contains(args, f.name)) {
-			err = f.err
-			m.fails = slices.Delete(m.fails, i, i+1)
-			break
-		}
-	}
-	m.mu.Unlock()
-	if hook != nil {
-		hook(op, strings.Join(args, " "))
-	}
-	return err
+	return m.Call(op, op != "inspect" && op != "list", args, strings.Join(args, " "), args...)
 }
 
 // sameSpec compares what was asked for.

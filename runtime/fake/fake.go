@@ -10,6 +10,8 @@
 package fake
 
 import (
+	"berth.dev/berth/internal/fakelog"
+
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -48,16 +50,16 @@ type Runtime struct {
 	mu         sync.Mutex
 	seq        int
 	byID       map[string]*container
-	calls      []string
-	fails      []failure
 	behaviours map[string]Behaviour // by container name at Create
-	hook       func(op, name string)
 	now        func() time.Time
-}
-
-type failure struct {
-	op, name string
-	err      error
+	// FailNext(op, name, err) fails the next call of op ("create",
+	// "start", "stop", "kill", "wait", "rename", "remove", "load", "list",
+	// "info", "setnetworking", "networking") on the container named name
+	// ("" for any); Calls logs the state-changing ones ("create
+	// demo-web-1", "rename demo-web-1 0123456789ab_demo-web-1"); OnCall's
+	// hook runs at the start of every call, outside the fake's lock (it may
+	// block to prove concurrency, or call the fake).
+	fakelog.Log
 }
 
 // New returns an empty fake runtime.
@@ -88,40 +90,6 @@ func (r *Runtime) SetBehaviour(name string, b Behaviour) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.behaviours[name] = b
-}
-
-// FailNext makes the next call of op ("create", "start", "stop", "kill",
-// "wait", "rename", "remove", "load", "list", "info", "setnetworking",
-// "networking") on the container named name ("" for any) return err.
-// The call is still logged. Each FailNext fails one call.
-func (r *Runtime) FailNext(op, name string, err error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.fails = append(r.fails, failure{op, name, err})
-}
-
-// OnCall sets a hook run at the start of every logged call (outside the
-// fake's lock, so it may block to prove concurrency or call the fake).
-func (r *Runtime) OnCall(fn func(op, name string)) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.hook = fn
-}
-
-// Calls is the log of state-changing calls in order, "op name" ("create
-// demo-web-1", "start demo-web-1", "rename demo-web-1 0123456789ab_demo-web-1"),
-// failed ones included.
-func (r *Runtime) Calls() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.calls)
-}
-
-// ResetCalls empties the call log.
-func (r *Runtime) ResetCalls() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.calls = nil
 }
 
 // Spec is the spec the container named name was created with (its Name
@@ -195,28 +163,7 @@ func (r *Runtime) SetHealth(name, health string) error {
 
 // call logs the call, runs the hook and returns an injected failure.
 func (r *Runtime) call(op, name string, args ...string) error {
-	r.mu.Lock()
-	line := op + " " + name
-	if len(args) > 0 {
-		line += " " + strings.Join(args, " ")
-	}
-	if logged(op) {
-		r.calls = append(r.calls, line)
-	}
-	hook := r.hook
-	var err error
-	for i, f := range r.fails {
-		if f.op == op && (f.name == "" || f.name == name) {
-			err = f.err
-			r.fails = slices.Delete(r.fails, i, i+1)
-			break
-		}
-	}
-	r.mu.Unlock()
-	if hook != nil {
-		hook(op, name)
-	}
-	return err
+	return r.Call(op, logged(op), []string{name}, name, append([]string{name}, args...)...)
 }
 
 // logged: the call log keeps what changes state.
@@ -577,25 +524,18 @@ func (h *handle) CopyOut(ctx context.Context, src string) (io.ReadCloser, error)
 
 // Pause freezes a running container.
 func (h *handle) Pause(ctx context.Context) error {
-	if err := h.r.call("pause", h.name()); err != nil {
-		return err
-	}
-	c, err := h.get()
-	if err != nil {
-		return err
-	}
-	defer h.r.mu.Unlock()
-	if c.status != runtime.StatusRunning {
-		return errdefs.Conflictf("container %s is not running", c.spec.Name)
-	}
-	c.status = runtime.StatusPaused
-	c.notifyLocked()
-	return nil
+	return h.transition("pause", runtime.StatusRunning, runtime.StatusPaused, "running")
 }
 
 // Resume thaws a paused container.
 func (h *handle) Resume(ctx context.Context) error {
-	if err := h.r.call("resume", h.name()); err != nil {
+	return h.transition("resume", runtime.StatusPaused, runtime.StatusRunning, "paused")
+}
+
+// transition moves the container from one status to another, or says it
+// is not in the first ("container web is not running").
+func (h *handle) transition(op string, from, to runtime.Status, fromWord string) error {
+	if err := h.r.call(op, h.name()); err != nil {
 		return err
 	}
 	c, err := h.get()
@@ -603,10 +543,10 @@ func (h *handle) Resume(ctx context.Context) error {
 		return err
 	}
 	defer h.r.mu.Unlock()
-	if c.status != runtime.StatusPaused {
-		return errdefs.Conflictf("container %s is not paused", c.spec.Name)
+	if c.status != from {
+		return errdefs.Conflictf("container %s is not %s", c.spec.Name, fromWord)
 	}
-	c.status = runtime.StatusRunning
+	c.status = to
 	c.notifyLocked()
 	return nil
 }

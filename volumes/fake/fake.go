@@ -9,6 +9,8 @@
 package fake
 
 import (
+	"berth.dev/berth/internal/fakelog"
+
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -28,15 +30,11 @@ type Manager struct {
 	mu    sync.Mutex
 	seq   int
 	vols  map[string]*volume
-	calls []string
-	fails []failure
-	hook  func(op, name string)
 	files *fileState // see files.go
-}
-
-type failure struct {
-	op, name string
-	err      error
+	// FailNext(op, name, err) fails the next call of op ("create",
+	// "inspect", "list", "remove") on volume name; Calls logs "create
+	// demo_data", …; OnCall's hook gets the volume's name.
+	fakelog.Log
 }
 
 type volume struct {
@@ -46,37 +44,6 @@ type volume struct {
 
 // New returns a manager without volumes.
 func New() *Manager { return &Manager{vols: map[string]*volume{}} }
-
-// FailNext makes the next call of op ("create", "inspect", "list",
-// "remove") on the volume named name ("" for any) return err. The call is
-// still logged.
-func (m *Manager) FailNext(op, name string, err error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.fails = append(m.fails, failure{op, name, err})
-}
-
-// OnCall sets a hook run at the start of every call, outside the lock.
-func (m *Manager) OnCall(fn func(op, name string)) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.hook = fn
-}
-
-// Calls is the log of state-changing calls ("create demo_data", "remove
-// demo_data") in order, failed ones included.
-func (m *Manager) Calls() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return slices.Clone(m.calls)
-}
-
-// ResetCalls empties the call log.
-func (m *Manager) ResetCalls() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.calls = nil
-}
 
 // Names lists the volumes, sorted.
 func (m *Manager) Names() []string {
@@ -108,24 +75,7 @@ func (m *Manager) Release(name, container string) {
 }
 
 func (m *Manager) call(op, name string) error {
-	m.mu.Lock()
-	if op != "inspect" && op != "list" {
-		m.calls = append(m.calls, strings.TrimSpace(op+" "+name))
-	}
-	hook := m.hook
-	var err error
-	for i, f := range m.fails {
-		if f.op == op && (f.name == "" || f.name == name) {
-			err = f.err
-			m.fails = slices.Delete(m.fails, i, i+1)
-			break
-		}
-	}
-	m.mu.Unlock()
-	if hook != nil {
-		hook(op, name)
-	}
-	return err
+	return m.Call(op, op != "inspect" && op != "list", []string{name}, name, name)
 }
 
 func driver(d string) string {
