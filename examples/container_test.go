@@ -408,7 +408,7 @@ func TestContainerLifecycleCommandsMustBehaveLikeDocker(t *testing.T) {
 	if got := strings.TrimSpace(r.Must("container", "wait", "two")); got != "7" {
 		t.Errorf("wait printed %q, want 7", got)
 	}
-	for filter, want := range map[string]string{"label=tier=db": id[:12] + "\n", "label=tier=web": "", "name=tw": id[:12] + "\n",
+	for filter, want := range map[string]string{"label=tier=db": id[:12] + "\n", "label=tier": id[:12] + "\n", "label=nosuch": "", "label=tier=web": "", "name=tw": id[:12] + "\n",
 		"status=exited": id[:12] + "\n", "status=running": ""} {
 		if got := r.Must("container", "ls", "-a", "-q", "--filter", filter); got != want {
 			t.Errorf("--filter %s: %q, want %q", filter, got, want)

@@ -11,6 +11,8 @@
 package bridge
 
 import (
+	"berth.dev/berth/internal/labels"
+
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -509,13 +511,7 @@ func (m *Manager) List(ctx context.Context, f network.Filter) ([]network.Network
 			}
 			return nil, err
 		}
-		ok := true
-		for k, v := range f.Labels {
-			if r.Spec.Labels[k] != v {
-				ok = false
-			}
-		}
-		if ok {
+		if labels.Match(r.Spec.Labels, f.Labels) {
 			out = append(out, m.view(r, l))
 		}
 	}

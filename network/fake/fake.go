@@ -12,6 +12,8 @@
 package fake
 
 import (
+	"berth.dev/berth/internal/labels"
+
 	"berth.dev/berth/internal/fakelog"
 
 	"context"
@@ -163,13 +165,7 @@ func (m *Manager) List(ctx context.Context, f network.Filter) ([]network.Network
 	var out []network.Network
 	for _, name := range slices.Sorted(maps.Keys(m.nets)) {
 		n := m.nets[name]
-		ok := true
-		for k, v := range f.Labels {
-			if got, has := n.n.Labels[k]; !has || got != v {
-				ok = false
-			}
-		}
-		if ok {
+		if labels.Match(n.n.Labels, f.Labels) {
 			out = append(out, m.viewLocked(n))
 		}
 	}

@@ -11,7 +11,7 @@ import (
 	"berth.dev/berth/network"
 )
 
-var labels = map[string]string{"com.docker.compose.project": "demo"}
+var projectLabels = map[string]string{"com.docker.compose.project": "demo"}
 
 func ep(name string) network.EndpointSpec {
 	return network.EndpointSpec{Name: name, ContainerID: "id-" + name, NetNS: "/fake/netns/" + name, IfName: "eth0"}
@@ -25,26 +25,26 @@ var conformance = []struct {
 }{
 	{"Create is idempotent for the same spec", func(t *testing.T, m network.Manager) {
 		ctx := context.Background()
-		a, err := m.Create(ctx, network.Spec{Name: "n1", Labels: labels})
+		a, err := m.Create(ctx, network.Spec{Name: "n1", Labels: projectLabels})
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := m.Create(ctx, network.Spec{Name: "n1", Labels: labels})
+		b, err := m.Create(ctx, network.Spec{Name: "n1", Labels: projectLabels})
 		if err != nil || a.ID != b.ID || a.Subnet != b.Subnet {
 			t.Fatalf("second Create: %+v, %v (first %+v)", b, err, a)
 		}
 	}},
 	{"Create with another spec is ErrConflict", func(t *testing.T, m network.Manager) {
 		ctx := context.Background()
-		m.Create(ctx, network.Spec{Name: "n1", Labels: labels})
-		if _, err := m.Create(ctx, network.Spec{Name: "n1", Labels: labels, Internal: true}); !errdefs.IsConflict(err) {
+		m.Create(ctx, network.Spec{Name: "n1", Labels: projectLabels})
+		if _, err := m.Create(ctx, network.Spec{Name: "n1", Labels: projectLabels, Internal: true}); !errdefs.IsConflict(err) {
 			t.Fatalf("different spec: %v", err)
 		}
 	}},
 	{"Create over an unlabelled network is ErrConflict", func(t *testing.T, m network.Manager) {
 		ctx := context.Background()
 		m.Create(ctx, network.Spec{Name: "plain"})
-		if _, err := m.Create(ctx, network.Spec{Name: "plain", Labels: labels}); !errdefs.IsConflict(err) {
+		if _, err := m.Create(ctx, network.Spec{Name: "plain", Labels: projectLabels}); !errdefs.IsConflict(err) {
 			t.Fatalf("labelled over unlabelled: %v", err)
 		}
 	}},
@@ -60,7 +60,7 @@ var conformance = []struct {
 	}},
 	{"Remove with endpoints is ErrConflict", func(t *testing.T, m network.Manager) {
 		ctx := context.Background()
-		m.Create(ctx, network.Spec{Name: "n1", Labels: labels})
+		m.Create(ctx, network.Spec{Name: "n1", Labels: projectLabels})
 		if _, err := m.Attach(ctx, "n1", ep("web")); err != nil {
 			t.Fatal(err)
 		}
@@ -79,7 +79,7 @@ var conformance = []struct {
 	}},
 	{"Attach is idempotent per endpoint name and keeps the address", func(t *testing.T, m network.Manager) {
 		ctx := context.Background()
-		m.Create(ctx, network.Spec{Name: "n1", Labels: labels})
+		m.Create(ctx, network.Spec{Name: "n1", Labels: projectLabels})
 		a, err := m.Attach(ctx, "n1", ep("web"))
 		if err != nil {
 			t.Fatal(err)
@@ -107,7 +107,7 @@ var conformance = []struct {
 	}},
 	{"Attach without a name or namespace is ErrInvalid", func(t *testing.T, m network.Manager) {
 		ctx := context.Background()
-		m.Create(ctx, network.Spec{Name: "n1", Labels: labels})
+		m.Create(ctx, network.Spec{Name: "n1", Labels: projectLabels})
 		if _, err := m.Attach(ctx, "n1", network.EndpointSpec{NetNS: "/x"}); !errdefs.IsInvalid(err) {
 			t.Fatalf("no name: %v", err)
 		}
@@ -117,7 +117,7 @@ var conformance = []struct {
 	}},
 	{"Detach of a missing endpoint or network is nil", func(t *testing.T, m network.Manager) {
 		ctx := context.Background()
-		m.Create(ctx, network.Spec{Name: "n1", Labels: labels})
+		m.Create(ctx, network.Spec{Name: "n1", Labels: projectLabels})
 		if err := m.Detach(ctx, "n1", "nosuch"); err != nil {
 			t.Fatal(err)
 		}
@@ -127,7 +127,7 @@ var conformance = []struct {
 	}},
 	{"a static address is honoured; a taken one is refused", func(t *testing.T, m network.Manager) {
 		ctx := context.Background()
-		n, err := m.Create(ctx, network.Spec{Name: "n1", Labels: labels, Subnet: netip.MustParsePrefix("172.28.0.0/24")})
+		n, err := m.Create(ctx, network.Spec{Name: "n1", Labels: projectLabels, Subnet: netip.MustParsePrefix("172.28.0.0/24")})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,10 +148,10 @@ var conformance = []struct {
 	}},
 	{"List filters by labels", func(t *testing.T, m network.Manager) {
 		ctx := context.Background()
-		m.Create(ctx, network.Spec{Name: "a", Labels: labels})
+		m.Create(ctx, network.Spec{Name: "a", Labels: projectLabels})
 		m.Create(ctx, network.Spec{Name: "b", Labels: map[string]string{"com.docker.compose.project": "other"}})
 		m.Create(ctx, network.Spec{Name: "c"})
-		ns, err := m.List(ctx, network.Filter{Labels: labels})
+		ns, err := m.List(ctx, network.Filter{Labels: projectLabels})
 		if err != nil || len(ns) != 1 || ns[0].Name != "a" {
 			t.Fatalf("List: %+v, %v", ns, err)
 		}
@@ -167,8 +167,8 @@ func TestConformance(t *testing.T) {
 func TestAddressesAndLog(t *testing.T) {
 	ctx := context.Background()
 	m := New()
-	m.Create(ctx, network.Spec{Name: "one", Labels: labels})
-	two, _ := m.Create(ctx, network.Spec{Name: "two", Labels: labels})
+	m.Create(ctx, network.Spec{Name: "one", Labels: projectLabels})
+	two, _ := m.Create(ctx, network.Spec{Name: "two", Labels: projectLabels})
 	if two.Subnet.String() != "10.0.2.0/24" {
 		t.Fatalf("second network's subnet: %v", two.Subnet)
 	}
@@ -197,7 +197,7 @@ func TestAddressesAndLog(t *testing.T) {
 	if got := m.Endpoints()["two"]; !slices.Equal(got, []string{"b", "c"}) {
 		t.Fatalf("Endpoints: %v", got)
 	}
-	v6, err := m.Create(ctx, network.Spec{Name: "six", Labels: labels, EnableIPv6: true})
+	v6, err := m.Create(ctx, network.Spec{Name: "six", Labels: projectLabels, EnableIPv6: true})
 	if err != nil || !v6.Subnet6.IsValid() {
 		t.Fatalf("IPv6 network: %+v, %v", v6, err)
 	}

@@ -5,20 +5,12 @@
 // The package is pure: it reads no files and makes no system calls. The
 // caller (network/bridge) keeps one Subnet per network in its JSON state,
 // holds the state lock around Allocate and Release, and gathers the host's
-// routes (ParseProcRoute) and interface addresses (AddrPrefixes) that
-// NextSubnet must avoid.
+// routes and interface addresses (over netlink) that NextSubnet must avoid.
 package ipam
 
 import (
-	"bufio"
-	"bytes"
-	"fmt"
-	"math/bits"
-	"net"
 	"net/netip"
 	"slices"
-	"strconv"
-	"strings"
 
 	"berth.dev/berth/internal/errdefs"
 )
@@ -121,114 +113,4 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	}
 	a, _ := netip.AddrFromSlice(b)
 	return a
-}
-
-// ParseProcRoute parses the content of /proc/net/route (the IPv4 routing
-// table) and returns the destination prefixes of its routes, leaving out
-// default routes (destination 0.0.0.0/0). Duplicates (the same destination
-// on several interfaces or metrics) are returned once, in table order.
-//
-// The kernel prints destination and mask as the hexadecimal value of the
-// network-order 32-bit word read as a host integer; berth runs on
-// little-endian machines (amd64, arm64), so the bytes are read low first:
-// 0102A8C0 is 192.168.2.1.
-func ParseProcRoute(data []byte) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	seen := map[netip.Prefix]bool{}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for n := 1; sc.Scan(); n++ {
-		f := strings.Fields(sc.Text())
-		if len(f) == 0 || n == 1 && f[0] == "Iface" {
-			continue
-		}
-		if len(f) < 8 {
-			return nil, errdefs.Invalidf("/proc/net/route line %d: %d fields, want at least 8", n, len(f))
-		}
-		dst, err := parseHexAddr(f[1])
-		if err != nil {
-			return nil, errdefs.Invalidf("/proc/net/route line %d: destination %q: %v", n, f[1], err)
-		}
-		mask, err := parseHexAddr(f[7])
-		if err != nil {
-			return nil, errdefs.Invalidf("/proc/net/route line %d: mask %q: %v", n, f[7], err)
-		}
-		ones, err := maskBits(mask)
-		if err != nil {
-			return nil, errdefs.Invalidf("/proc/net/route line %d: mask %q: %v", n, f[7], err)
-		}
-		if ones == 0 {
-			continue // a default route covers everything; it does not block a subnet
-		}
-		p := netip.PrefixFrom(dst, ones).Masked()
-		if !seen[p] {
-			seen[p] = true
-			out = append(out, p)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, errdefs.Invalidf("/proc/net/route: %v", err)
-	}
-	return out, nil
-}
-
-func parseHexAddr(s string) (netip.Addr, error) {
-	if len(s) != 8 {
-		return netip.Addr{}, fmt.Errorf("want 8 hexadecimal digits")
-	}
-	v, err := strconv.ParseUint(s, 16, 32)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("not hexadecimal")
-	}
-	return netip.AddrFrom4([4]byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)}), nil
-}
-
-func maskBits(mask netip.Addr) (int, error) {
-	b := mask.As4()
-	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-	ones := bits.LeadingZeros32(^v)
-	if v<<ones != 0 {
-		return 0, fmt.Errorf("%s is not a contiguous netmask", mask)
-	}
-	return ones, nil
-}
-
-// AddrPrefixes turns interface addresses (what net.InterfaceAddrs or
-// (*net.Interface).Addrs return) into the masked prefixes of the networks
-// they are on, for NextSubnet's avoid list: an interface with 10.89.0.5/24
-// yields 10.89.0.0/24. A bare address (*net.IPAddr) yields a single-address
-// prefix. Other address types and unparsable entries are skipped.
-func AddrPrefixes(addrs []net.Addr) []netip.Prefix {
-	var out []netip.Prefix
-	for _, a := range addrs {
-		var p netip.Prefix
-		switch a := a.(type) {
-		case *net.IPNet:
-			ip, ok := netip.AddrFromSlice(a.IP)
-			ones, size := a.Mask.Size()
-			if !ok || size == 0 {
-				continue
-			}
-			ip = ip.Unmap()
-			if size == 128 && ip.Is4() {
-				ones -= 96
-			}
-			if ones < 0 || ones > ip.BitLen() {
-				continue
-			}
-			p = netip.PrefixFrom(ip, ones).Masked()
-		case *net.IPAddr:
-			ip, ok := netip.AddrFromSlice(a.IP)
-			if !ok {
-				continue
-			}
-			ip = ip.Unmap()
-			p = netip.PrefixFrom(ip, ip.BitLen())
-		default:
-			continue
-		}
-		if p.IsValid() {
-			out = append(out, p)
-		}
-	}
-	return out
 }

@@ -3,7 +3,6 @@ package ipam
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -415,83 +414,6 @@ func BenchmarkAllocate5000(b *testing.B) {
 			b.Fatal(err)
 		}
 		s.Release("x")
-	}
-}
-
-// procRoute is /proc/net/route of the machine this package was written on
-// (a container: default route via 192.0.2.1, 192.0.2.0/24 on eth0).
-const procRoute = `Iface	Destination	Gateway 	Flags	RefCnt	Use	Metric	Mask		MTU	Window	IRTT                                                       
-eth0	00000000	010200C0	0003	0	0	0	00000000	0	0	0                                                                               
-eth0	000200C0	00000000	0001	0	0	0	00FFFFFF	0	0	0                                                                               
-`
-
-// procRouteHost is a typical workstation's table: a Docker bridge, a
-// libvirt network, a VPN's /20, a host route and a second default route.
-const procRouteHost = `Iface	Destination	Gateway 	Flags	RefCnt	Use	Metric	Mask		MTU	Window	IRTT
-wlp2s0	00000000	0101A8C0	0003	0	0	600	00000000	0	0	0
-tun0	00000000	0100590A	0003	0	0	50	00000000	0	0	0
-docker0	000011AC	00000000	0001	0	0	0	0000FFFF	0	0	0
-tun0	0000590A	00000000	0001	0	0	50	00F0FFFF	0	0	0
-tun0	0500590A	00000000	0005	0	0	50	FFFFFFFF	0	0	0
-virbr0	007AA8C0	00000000	0001	0	0	0	00FFFFFF	0	0	0
-wlp2s0	0001A8C0	00000000	0001	0	0	600	00FFFFFF	0	0	0
-wlp2s0	0001A8C0	00000000	0001	0	0	700	00FFFFFF	0	0	0
-`
-
-func TestParseProcRoute(t *testing.T) {
-	for _, tc := range []struct {
-		name, data string
-		want       []netip.Prefix
-	}{
-		{"this machine", procRoute, pfxs("192.0.2.0/24")},
-		{"workstation", procRouteHost, pfxs("172.17.0.0/16", "10.89.0.0/20", "10.89.0.5/32", "192.168.122.0/24", "192.168.1.0/24")},
-		{"header only", "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n", nil},
-		{"empty", "", nil},
-		{"no header, blank lines", "\neth0\t0000590A\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n\n", pfxs("10.89.0.0/16")},
-		{"destination with host bits", "eth0\t0500590A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n", pfxs("10.89.0.0/24")},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParseProcRoute([]byte(tc.data))
-			if err != nil || !reflect.DeepEqual(got, tc.want) {
-				t.Fatalf("got %v, %v; want %v", got, err, tc.want)
-			}
-		})
-	}
-	// With the workstation's routes avoided the default pool starts past
-	// the VPN's 10.89.0.0/20.
-	avoid, _ := ParseProcRoute([]byte(procRouteHost))
-	if got, err := NextSubnet(DefaultPool, 24, nil, avoid); err != nil || got != pfx("10.89.16.0/24") {
-		t.Errorf("NextSubnet avoiding the workstation's routes: %v, %v", got, err)
-	}
-}
-
-func TestParseProcRouteErrors(t *testing.T) {
-	for _, tc := range []struct{ data, msg string }{
-		{"eth0\t000200C0\t00000000\t0001\n", "line 1: 4 fields, want at least 8"},
-		{"Iface\tDestination\nx\tZZ0200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\n", `line 2: destination "ZZ0200C0": not hexadecimal`},
-		{"x\t0200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\n", `line 1: destination "0200C0": want 8 hexadecimal digits`},
-		{"x\t000200C0\t00000000\t0001\t0\t0\t0\t00FF00FF\n", `line 1: mask "00FF00FF": 255.0.255.0 is not a contiguous netmask`},
-	} {
-		_, err := ParseProcRoute([]byte(tc.data))
-		if !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), tc.msg) {
-			t.Errorf("ParseProcRoute(%q) = %v; want %q", tc.data, err, tc.msg)
-		}
-	}
-}
-
-func TestAddrPrefixes(t *testing.T) {
-	_, n6, _ := net.ParseCIDR("fd00:1::5/64")
-	addrs := []net.Addr{
-		&net.IPNet{IP: net.IPv4(10, 89, 0, 5), Mask: net.CIDRMask(24, 32)},
-		&net.IPNet{IP: net.IPv4(192, 168, 1, 7), Mask: net.CIDRMask(120, 128)},
-		&net.IPNet{IP: net.ParseIP("fd00:1::5"), Mask: n6.Mask},
-		&net.IPNet{IP: net.IPv4(10, 0, 0, 1), Mask: net.IPMask{255, 0, 255, 0}}, // not canonical: skipped
-		&net.IPAddr{IP: net.IPv4(172, 16, 0, 9)},
-		&net.TCPAddr{IP: net.IPv4(1, 2, 3, 4)},
-	}
-	want := pfxs("10.89.0.0/24", "192.168.1.0/24", "fd00:1::/64", "172.16.0.9/32")
-	if got := AddrPrefixes(addrs); !reflect.DeepEqual(got, want) {
-		t.Fatalf("got %v, want %v", got, want)
 	}
 }
 

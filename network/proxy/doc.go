@@ -17,8 +17,6 @@
 // client "flow" with an idle timeout, as conntrack would. The backend sees
 // the shim's address as the peer, not the client's, as with docker-proxy.
 //
-// A Listener can be handed to another process with File and recreated there
-// with FromFile, so the port stays bound across a shim re-exec, and Serve
-// can be called again after its context ends (a restarted container gets a
-// new backend address while clients queue in the listen backlog).
+// Serve can be called again after its context ends (a restarted container
+// gets a new backend address while clients queue in the listen backlog).
 package proxy

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -230,80 +229,12 @@ func newListener(m Mapping, tcp *net.TCPListener, udp *net.UDPConn) (*Listener, 
 	return l, nil
 }
 
-// FromFile recreates a Listener from a socket File returned (possibly in
-// another process) for the same mapping. It dups f: the caller still closes
-// f.
-func FromFile(f *os.File, m Mapping) (*Listener, error) {
-	proto, err := m.protocol()
-	if err != nil {
-		return nil, err
-	}
-	m.Protocol = proto
-	ip, err := m.hostIP()
-	if err != nil {
-		return nil, err
-	}
-	var l *Listener
-	if proto == "tcp" {
-		ln, err := net.FileListener(f)
-		if err != nil {
-			return nil, fmt.Errorf("publish %s: from file %s: %w", m, f.Name(), err)
-		}
-		tl, ok := ln.(*net.TCPListener)
-		if !ok {
-			ln.Close()
-			return nil, fmt.Errorf("publish %s: from file %s: not a TCP listener (%s)", m, f.Name(), ln.Addr().Network())
-		}
-		l, err = newListener(m, tl, nil)
-		if err != nil {
-			return nil, err
-		}
-	} else {
-		pc, err := net.FilePacketConn(f)
-		if err != nil {
-			return nil, fmt.Errorf("publish %s: from file %s: %w", m, f.Name(), err)
-		}
-		uc, ok := pc.(*net.UDPConn)
-		if !ok {
-			pc.Close()
-			return nil, fmt.Errorf("publish %s: from file %s: not a UDP socket (%s)", m, f.Name(), pc.LocalAddr().Network())
-		}
-		l, err = newListener(m, nil, uc)
-		if err != nil {
-			return nil, err
-		}
-	}
-	got := l.addr.Addr().WithZone("")
-	wrongIP := ip.IsValid() && got != ip.WithZone("") || !ip.IsValid() && !got.IsUnspecified()
-	if wrongIP || m.HostPort != 0 && l.addr.Port() != m.HostPort {
-		l.Close()
-		return nil, fmt.Errorf("publish %s: from file %s: socket is bound to %s", m, f.Name(), l.addr)
-	}
-	return l, nil
-}
-
 // Addr is the bound address, with the port the kernel chose for HostPort 0.
 // An empty HostIP shows as [::] (or 0.0.0.0 without IPv6).
 func (l *Listener) Addr() netip.AddrPort { return l.addr }
 
 // Mapping is the mapping Listen was given, with HostPort the bound port.
 func (l *Listener) Mapping() Mapping { return l.m }
-
-// File returns a dup of the socket, to hand to another process (FromFile
-// there). Closing it does not affect l.
-func (l *Listener) File() (*os.File, error) {
-	var f *os.File
-	var err error
-	if l.tcp != nil {
-		f, err = l.tcp.File()
-	} else {
-		f, err = l.udp.File()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("publish %s: %w", l.m, err)
-	}
-	return f, nil
-}
 
 // Close releases the port. A running Serve stops, closing the connections
 // and flows it forwards, and returns nil. Close is idempotent.

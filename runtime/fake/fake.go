@@ -10,6 +10,8 @@
 package fake
 
 import (
+	"berth.dev/berth/internal/labels"
+
 	"berth.dev/berth/internal/fakelog"
 
 	"context"
@@ -269,7 +271,7 @@ func (r *Runtime) List(ctx context.Context, f runtime.Filter) ([]runtime.Info, e
 	defer r.mu.Unlock()
 	var out []runtime.Info
 	for _, c := range r.byID {
-		if matches(c.spec.Labels, f.Labels) {
+		if labels.Match(c.spec.Labels, f.Labels) {
 			out = append(out, c.infoLocked())
 		}
 	}
@@ -280,15 +282,6 @@ func (r *Runtime) List(ctx context.Context, f runtime.Filter) ([]runtime.Info, e
 		return strings.Compare(b.ID, a.ID)
 	})
 	return out, nil
-}
-
-func matches(labels, want map[string]string) bool {
-	for k, v := range want {
-		if got, ok := labels[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
 }
 
 // handle is a runtime.Container: an ID looked up at each call, so a

@@ -6,6 +6,8 @@
 package linux
 
 import (
+	"berth.dev/berth/internal/labels"
+
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -333,7 +335,7 @@ func (r *Runtime) List(ctx context.Context, f runtime.Filter) ([]runtime.Info, e
 		if err != nil {
 			return nil, err
 		}
-		if !matches(m.Spec.Labels, f.Labels) {
+		if !labels.Match(m.Spec.Labels, f.Labels) {
 			continue
 		}
 		info, err := c.info(ctx, m)
@@ -347,16 +349,6 @@ func (r *Runtime) List(ctx context.Context, f runtime.Filter) ([]runtime.Info, e
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
 	return out, nil
-}
-
-func matches(labels, want map[string]string) bool {
-	for k, v := range want {
-		got, ok := labels[k]
-		if !ok || (v != "" && got != v) {
-			return false
-		}
-	}
-	return true
 }
 
 // sweep removes what a killed berth left half-made (records still marked

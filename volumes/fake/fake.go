@@ -9,6 +9,8 @@
 package fake
 
 import (
+	"berth.dev/berth/internal/labels"
+
 	"berth.dev/berth/internal/fakelog"
 
 	"context"
@@ -155,13 +157,7 @@ func (m *Manager) List(ctx context.Context, f volumes.Filter) ([]volumes.Volume,
 	var out []volumes.Volume
 	for _, name := range slices.Sorted(maps.Keys(m.vols)) {
 		v := m.vols[name]
-		ok := true
-		for k, want := range f.Labels {
-			if got, has := v.v.Labels[k]; !has || got != want {
-				ok = false
-			}
-		}
-		if ok {
+		if labels.Match(v.v.Labels, f.Labels) {
 			out = append(out, clone(v.v))
 		}
 	}

@@ -10,7 +10,7 @@ import (
 	"berth.dev/berth/volumes"
 )
 
-var labels = map[string]string{"com.docker.compose.project": "demo"}
+var projectLabels = map[string]string{"com.docker.compose.project": "demo"}
 
 // conformance are the volumes.Manager interface rules, one case each: the
 // seed of volumes/suite.
@@ -20,26 +20,26 @@ var conformance = []struct {
 }{
 	{"Create is idempotent for the same spec", func(t *testing.T, m volumes.Manager) {
 		ctx := context.Background()
-		a, err := m.Create(ctx, volumes.Spec{Name: "v", Labels: labels})
+		a, err := m.Create(ctx, volumes.Spec{Name: "v", Labels: projectLabels})
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := m.Create(ctx, volumes.Spec{Name: "v", Labels: labels, Driver: "local"})
+		b, err := m.Create(ctx, volumes.Spec{Name: "v", Labels: projectLabels, Driver: "local"})
 		if err != nil || a.Mountpoint != b.Mountpoint {
 			t.Fatalf("second Create: %+v, %v", b, err)
 		}
 	}},
 	{"Create with another spec is ErrConflict", func(t *testing.T, m volumes.Manager) {
 		ctx := context.Background()
-		m.Create(ctx, volumes.Spec{Name: "v", Labels: labels})
-		if _, err := m.Create(ctx, volumes.Spec{Name: "v", Labels: labels, DriverOpts: map[string]string{"type": "tmpfs"}}); !errdefs.IsConflict(err) {
+		m.Create(ctx, volumes.Spec{Name: "v", Labels: projectLabels})
+		if _, err := m.Create(ctx, volumes.Spec{Name: "v", Labels: projectLabels, DriverOpts: map[string]string{"type": "tmpfs"}}); !errdefs.IsConflict(err) {
 			t.Fatal(err)
 		}
 	}},
 	{"Create over an unlabelled volume is ErrConflict", func(t *testing.T, m volumes.Manager) {
 		ctx := context.Background()
 		m.Create(ctx, volumes.Spec{Name: "v"})
-		if _, err := m.Create(ctx, volumes.Spec{Name: "v", Labels: labels}); !errdefs.IsConflict(err) {
+		if _, err := m.Create(ctx, volumes.Spec{Name: "v", Labels: projectLabels}); !errdefs.IsConflict(err) {
 			t.Fatal(err)
 		}
 	}},
@@ -55,9 +55,9 @@ var conformance = []struct {
 	}},
 	{"List filters by labels", func(t *testing.T, m volumes.Manager) {
 		ctx := context.Background()
-		m.Create(ctx, volumes.Spec{Name: "a", Labels: labels})
+		m.Create(ctx, volumes.Spec{Name: "a", Labels: projectLabels})
 		m.Create(ctx, volumes.Spec{Name: "b"})
-		vs, err := m.List(ctx, volumes.Filter{Labels: labels})
+		vs, err := m.List(ctx, volumes.Filter{Labels: projectLabels})
 		if err != nil || len(vs) != 1 || vs[0].Name != "a" {
 			t.Fatalf("List: %+v, %v", vs, err)
 		}
@@ -73,7 +73,7 @@ func TestConformance(t *testing.T) {
 func TestInUseAnonymousAndLog(t *testing.T) {
 	ctx := context.Background()
 	m := New()
-	if _, err := m.Create(ctx, volumes.Spec{Name: "data", Labels: labels}); err != nil {
+	if _, err := m.Create(ctx, volumes.Spec{Name: "data", Labels: projectLabels}); err != nil {
 		t.Fatal(err)
 	}
 	m.Use("data", "web")

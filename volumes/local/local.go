@@ -9,6 +9,8 @@
 package local
 
 import (
+	"berth.dev/berth/internal/labels"
+
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -338,14 +340,7 @@ func (m *Manager) List(ctx context.Context, f volumes.Filter) ([]volumes.Volume,
 		if err != nil {
 			return nil, err
 		}
-		ok := true
-		for k, want := range f.Labels {
-			if got, has := mt.Labels[k]; !has || got != want {
-				ok = false
-				break
-			}
-		}
-		if ok {
+		if labels.Match(mt.Labels, f.Labels) {
 			out = append(out, m.view(mt))
 		}
 	}

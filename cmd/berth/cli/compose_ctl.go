@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -386,13 +385,7 @@ func newPsComposeCmd(g *globals) *cobra.Command {
 				}
 				return nil
 			case format == "json":
-				enc := json.NewEncoder(g.stdout)
-				for _, r := range rows {
-					if err := enc.Encode(r); err != nil {
-						return err
-					}
-				}
-				return nil
+				return jsonLines(g.stdout, rows, nil)
 			case format != "" && format != "table":
 				return errUsage("--format %q: use table or json", format)
 			}

@@ -263,13 +263,6 @@ func (w *lineWriter) end() {
 	}
 }
 
-// followProjectLogs prints the services' logs with name prefixes until
-// every container has stopped (an attached up without options).
-func (g *globals) followProjectLogs(ctx context.Context, e *composeEnv, services []string, follow bool) error {
-	return g.projectLogs(ctx, e, logWatch{services: services, untilAllStopped: follow},
-		linux.LogsOptions{LogOptions: runtime.LogOptions{Follow: follow, Tail: -1}}, logStyle{prefix: true})
-}
-
 // projectLogs prints the logs of the watched containers. With lo.Follow
 // it keeps following: containers that restart, that are recreated and
 // that scaling adds are picked up (polled) until ctx ends, or, with

@@ -574,7 +574,7 @@ func newLsComposeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			infos, err := rt.List(ctx, runtime.Filter{Labels: map[string]string{runtime.LabelProject: ""}})
+			infos, err := rt.List(ctx, runtime.Filter{}) // projectRows keeps the labelled ones
 			if err != nil {
 				return err
 			}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,13 +37,17 @@ func newPsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			f := runtime.Filter{Labels: map[string]string{}}
-			var status, names []string
+			var status, names, keys []string
 			for _, fl := range filters {
 				k, v, _ := strings.Cut(fl, "=")
 				switch k {
 				case "label":
-					lk, lv, _ := strings.Cut(v, "=")
-					f.Labels[lk] = lv
+					lk, lv, hasValue := strings.Cut(v, "=")
+					if hasValue {
+						f.Labels[lk] = lv
+					} else {
+						keys = append(keys, lk) // present, with any value
+					}
 				case "status":
 					status = append(status, v)
 				case "name":
@@ -66,6 +71,9 @@ func newPsCmd(g *globals) *cobra.Command {
 				if len(names) > 0 && !anySubstring(names, in.Name) {
 					continue
 				}
+				if slices.ContainsFunc(keys, func(k string) bool { _, ok := in.Labels[k]; return !ok }) {
+					continue
+				}
 				rows = append(rows, g.psRow(rt, store, in))
 			}
 			switch {
@@ -79,13 +87,7 @@ func newPsCmd(g *globals) *cobra.Command {
 				}
 				return nil
 			case format == "json":
-				enc := json.NewEncoder(g.stdout)
-				for _, r := range rows {
-					if err := enc.Encode(r); err != nil {
-						return err
-					}
-				}
-				return nil
+				return jsonLines(g.stdout, rows, nil)
 			case format != "" && format != "table":
 				return errUsage("--format %q: use table or json", format)
 			}

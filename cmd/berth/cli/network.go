@@ -54,13 +54,7 @@ func newNetworkLsCmd(g *globals) *cobra.Command {
 				}
 				return nil
 			case format == "json":
-				enc := json.NewEncoder(g.stdout)
-				for _, n := range nets {
-					if err := enc.Encode(networkRow(n)); err != nil {
-						return err
-					}
-				}
-				return nil
+				return jsonLines(g.stdout, nets, func(x network.Network) any { return networkRow(x) })
 			case format != "" && format != "table":
 				return errUsage("--format %q: use table or json", format)
 			}

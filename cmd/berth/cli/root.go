@@ -4,6 +4,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -276,3 +277,19 @@ Commands:{{range $cmds}}{{if .IsAvailableCommand}}
 
 Run '{{.CommandPath}} COMMAND --help' for more information on a command.{{end}}
 `
+
+// jsonLines is --format json of the list commands: one JSON object a
+// line, each row through view (nil: the row itself).
+func jsonLines[T any](w io.Writer, rows []T, view func(T) any) error {
+	enc := json.NewEncoder(w)
+	for _, r := range rows {
+		var v any = r
+		if view != nil {
+			v = view(r)
+		}
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+	}
+	return nil
+}

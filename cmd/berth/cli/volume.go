@@ -599,13 +599,7 @@ func newVolumeLsCmd(g *globals) *cobra.Command {
 				}
 				return nil
 			case format == "json":
-				enc := json.NewEncoder(g.stdout)
-				for _, v := range vols {
-					if err := enc.Encode(volumeRow(v)); err != nil {
-						return err
-					}
-				}
-				return nil
+				return jsonLines(g.stdout, vols, func(x volumes.Volume) any { return volumeRow(x) })
 			}
 			t := display.NewTable("DRIVER", "VOLUME NAME")
 			for _, v := range vols {
