@@ -34,6 +34,9 @@ func nslookupAddrs(t *testing.T, r *testutil.Root, net, name string) []string {
 	return addrs
 }
 
+// answersOf is the addresses of an nslookup answer, joined.
+func answersOf(out string) string { return strings.Join(answers(out), " ") }
+
 func containerIP(t *testing.T, r *testutil.Root, name string) string {
 	t.Helper()
 	out := r.Must("container", "exec", name, "sh", "-c", "ip -4 -o addr show eth0 | awk '{print $4}'")
@@ -121,8 +124,10 @@ func TestNetworkMustReachHostAndFallThroughToHostDNS(t *testing.T) {
 	if time.Since(start) > 12*time.Second {
 		t.Errorf("an outside name took %v", time.Since(start))
 	}
-	if !strings.Contains(res.Stdout, "Address") && !strings.Contains(res.Stdout+res.Stderr, "NXDOMAIN") && !strings.Contains(res.Stdout+res.Stderr, "SERVFAIL") {
-		t.Errorf("an outside name: neither answered nor NXDOMAIN/SERVFAIL: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
+	// Answered or NXDOMAIN: either came from the host's resolver (the
+	// embedded DNS alone could only say SERVFAIL for a name it forwards).
+	if !strings.Contains(answersOf(res.Stdout), ".") && !strings.Contains(res.Stdout+res.Stderr, "NXDOMAIN") {
+		t.Errorf("an outside name: neither answered nor NXDOMAIN: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
 	}
 }
 
@@ -216,7 +221,7 @@ func TestNetworkRemoveMustLeaveNothing(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Join(r.Path, "networks", "gone")); len(ents) > 0 {
 		t.Errorf("network state left: %v", ents)
 	}
-	if out := r.Must("network", "ls", "-q"); strings.TrimSpace(out) != "" && !strings.Contains(r.Must("network", "ls"), "bridge") {
+	if out := r.Must("network", "ls", "-q"); strings.TrimSpace(out) != "" {
 		t.Errorf("networks left: %s", out)
 	}
 }
