@@ -36,6 +36,8 @@ type Image struct {
 	Config   ocispec.Image
 	Size     int64
 	Created  time.Time
+	// Intermediate: the image of one Dockerfile step (the build cache).
+	Intermediate bool
 }
 
 // ContentStore holds verified blobs.

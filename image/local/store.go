@@ -34,6 +34,9 @@ type record struct {
 	Manifest digest.Digest `json:"manifest"`
 	Refs     []string      `json:"refs,omitempty"`
 	Added    time.Time     `json:"added"`
+	// Intermediate marks the image of one Dockerfile step: the build
+	// cache, hidden from image ls (unless -a) and from a dangling prune.
+	Intermediate bool `json:"intermediate,omitempty"`
 }
 
 type index struct {
@@ -167,7 +170,7 @@ func (s *Store) Get(ctx context.Context, ref string) (image.Image, error) {
 }
 
 func (s *Store) image(ctx context.Context, id digest.Digest, r *record) (image.Image, error) {
-	img := image.Image{ID: id, Refs: append([]string(nil), r.Refs...)}
+	img := image.Image{ID: id, Refs: append([]string(nil), r.Refs...), Intermediate: r.Intermediate}
 	mb, err := s.content.ReadAll(ctx, r.Manifest)
 	if err != nil {
 		return img, fmt.Errorf("image %s: manifest: %w", id.Encoded()[:12], err)
@@ -308,6 +311,12 @@ func (n *newestMtime) see(t time.Time) {
 // ID) and a manifest for layers already in the content store, records the
 // image under refs, and unpacks it.
 func (s *Store) commit(ctx context.Context, cb []byte, layers []ocispec.Descriptor, refs []string) (image.Image, error) {
+	return s.commitImage(ctx, cb, layers, refs, false)
+}
+
+// commitImage is commit; intermediate marks a build step's image (an
+// image committed again as a final one loses the mark).
+func (s *Store) commitImage(ctx context.Context, cb []byte, layers []ocispec.Descriptor, refs []string, intermediate bool) (image.Image, error) {
 	cd, cs, err := s.content.Put(ctx, bytes.NewReader(cb))
 	if err != nil {
 		return image.Image{}, err
@@ -326,7 +335,7 @@ func (s *Store) commit(ctx context.Context, cb []byte, layers []ocispec.Descript
 	if err != nil {
 		return image.Image{}, err
 	}
-	rec := &record{Manifest: md}
+	rec := &record{Manifest: md, Intermediate: intermediate}
 	img, err := s.image(ctx, cd, rec)
 	if err != nil {
 		return image.Image{}, err
@@ -337,6 +346,7 @@ func (s *Store) commit(ctx context.Context, cb []byte, layers []ocispec.Descript
 	err = s.update(ctx, func(ix *index) error {
 		if old, ok := ix.Images[cd]; ok {
 			rec = old
+			rec.Intermediate = rec.Intermediate && intermediate
 		} else {
 			rec.Added = time.Now().UTC()
 			ix.Images[cd] = rec
@@ -539,13 +549,14 @@ func (s *Store) gc(ctx context.Context, ix *index) error {
 	}
 }
 
-// Prune removes dangling images (no reference), or with all every image no
-// container uses, and returns their IDs.
+// Prune removes dangling images (no reference; build-step images, the
+// build cache, stay), or with all every image no container uses, and
+// returns their IDs.
 func (s *Store) Prune(ctx context.Context, all bool) ([]digest.Digest, error) {
 	var pruned []digest.Digest
 	err := s.update(ctx, func(ix *index) error {
 		for id, r := range ix.Images {
-			if len(r.Refs) > 0 && !all {
+			if (len(r.Refs) > 0 || r.Intermediate) && !all {
 				continue
 			}
 			if s.InUse != nil {

@@ -221,16 +221,16 @@ func upScope(e *composeEnv, services []string, noDeps bool) []string {
 	return slices.Sorted(maps.Keys(dependencyClosure(e, services)))
 }
 
-// checkImages refuses --build for services with a build section (berth
-// has no builder yet) and, with --pull never, names a missing image.
+// checkImages builds what up needs (see buildForUp) and, with --pull
+// never, names a missing image.
 func (g *globals) checkImages(ctx context.Context, e *composeEnv, scope []string, o *upOpts) error {
+	if err := g.buildForUp(ctx, e, scope, o.build, o.noBuild); err != nil {
+		return err
+	}
 	var store *local.Store
 	for _, name := range scope {
 		s := e.m.Project.Services[name]
-		if o.build && s.Build != nil {
-			return errdefs.Unavailablef("service %s: --build: berth cannot build images yet (building comes with the build issue); build the image elsewhere and load it (berth image load), or drop --build", name)
-		}
-		if o.pull != "never" {
+		if o.pull != "never" || (s.Build != nil && !o.noBuild) {
 			continue
 		}
 		if store == nil {
@@ -270,9 +270,11 @@ stops everything as soon as one container exits (with its exit code;
 service that others need completed successfully ends without aborting
 when it exits 0.
 
-berth has no builder nor registry client yet: --build refuses services
-with a build section and --pull always is refused; --pull never makes a
-missing image an error naming it.`,
+Services with a build section are built first when their image is
+missing, and every time with --build (berth's layer cache makes an
+unchanged rebuild almost free and yields the same image, so nothing is
+recreated). berth has no registry client yet: --pull always is refused;
+--pull never makes a missing image an error naming it.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			sc, err := parseScale(scale)
@@ -324,7 +326,7 @@ missing image an error naming it.`,
 	f.IntVar(&waitTimeout, "wait-timeout", 0, "Maximum duration in seconds to wait for the project to be running|healthy")
 	f.StringArrayVar(&scale, "scale", nil, "Scale SERVICE to NUM instances. Overrides the scale setting in the Compose file if present")
 	f.IntVarP(&timeout, "timeout", "t", 10, "Use this timeout in seconds for container shutdown when attached or when containers are already running")
-	f.BoolVar(&o.build, "build", false, "Build images before starting containers (berth cannot build yet: refused for services with a build section)")
+	f.BoolVar(&o.build, "build", false, "Build images before starting containers")
 	f.BoolVar(&o.noBuild, "no-build", false, "Don't build an image, even if it's policy")
 	f.StringVar(&o.pull, "pull", "policy", `Pull image before running ("always"|"missing"|"never"); berth has no registry client yet`)
 	f.BoolVar(&o.abortOnExit, "abort-on-container-exit", false, "Stops all containers if any container was stopped. Incompatible with -d")

@@ -97,6 +97,9 @@ func newCreateComposeCmd(g *globals) *cobra.Command {
 			if err := knownServices(e, args); err != nil {
 				return err
 			}
+			if err := g.buildForUp(cmd.Context(), e, upScope(e, args, false), build, noBuild); err != nil {
+				return err
+			}
 			return g.converge(cmd.Context(), e, reconcile.Options{Services: args, NoStart: true, ForceRecreate: forceRecreate,
 				NoRecreate: noRecreate, RemoveOrphans: removeOrphans, Scale: sc})
 		},

@@ -135,6 +135,9 @@ func (g *globals) runOneOff(ctx context.Context, o *runComposeOpts, service stri
 	if err != nil {
 		return err
 	}
+	if err := g.buildForUp(ctx, e, append([]string{service}, deps...), o.build, false); err != nil {
+		return err
+	}
 	var before map[string]bool
 	if o.rmDeps {
 		if before, err = liveContainerIDs(ctx, e); err != nil {

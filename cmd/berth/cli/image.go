@@ -32,7 +32,8 @@ func newImageCmd(g *globals) *cobra.Command {
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(newImageImportCmd(g), newImageLsCmd(g), newImageInspectCmd(g), newImageTagCmd(g),
-		newImageRmCmd(g), newImageHistoryCmd(g), newImageSaveCmd(g), newImageLoadCmd(g), newImagePruneCmd(g))
+		newImageRmCmd(g), newImageHistoryCmd(g), newImageSaveCmd(g), newImageLoadCmd(g), newImagePruneCmd(g),
+		newImageBuildCmd(g))
 	return cmd
 }
 
@@ -100,6 +101,9 @@ func newImageLsCmd(g *globals) *cobra.Command {
 			}
 			var rows []imageRow
 			for _, img := range imgs {
+				if img.Intermediate && len(img.Refs) == 0 && !all {
+					continue // a build step's image: the build cache (-a shows it)
+				}
 				short := img.ID.Encoded()[:12]
 				refs := img.Refs
 				if len(refs) == 0 {
@@ -141,7 +145,7 @@ func newImageLsCmd(g *globals) *cobra.Command {
 	f := cmd.Flags()
 	// berth stores no intermediate images, so -a lists what ls lists; it
 	// is accepted for docker compatibility.
-	f.BoolVarP(&all, "all", "a", false, "Show all images")
+	f.BoolVarP(&all, "all", "a", false, "Show all images (the build steps' intermediate images too)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "Only show image IDs")
 	f.StringVar(&format, "format", "", "Format the output: table or json")
 	return cmd

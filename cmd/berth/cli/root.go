@@ -175,7 +175,7 @@ the machine toward them. No Docker, containerd or podman underneath.`,
 		newStopComposeCmd(g), newRestartComposeCmd(g), newScaleCmd(g), newLogsComposeCmd(g), newPortComposeCmd(g), newExecComposeCmd(g), newVersionCmd(g),
 		newCreateComposeCmd(g), newRunComposeCmd(g), newRmComposeCmd(g), newKillComposeCmd(g), newPauseComposeCmd(g),
 		newUnpauseComposeCmd(g), newTopComposeCmd(g), newImagesComposeCmd(g), newLsComposeCmd(g), newWaitComposeCmd(g),
-		newCpComposeCmd(g), newEventsComposeCmd(g), newAttachComposeCmd(g))
+		newCpComposeCmd(g), newEventsComposeCmd(g), newAttachComposeCmd(g), newBuildComposeCmd(g))
 	add("management", newContainerCmd(g), newImageCmd(g), newNetworkCmd(g), newVolumeCmd(g), newSystemCmd(g))
 	root.SetHelpCommandGroupID("compose")
 	var noFlagsInUse func(c *cobra.Command)
