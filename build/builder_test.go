@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -102,12 +103,14 @@ func (s *fakeStore) Tag(_ context.Context, src, dst string) error {
 // fakeWorker records what steps ran. A RUN whose script ends in
 // "exit N" exits N; any other RUN writes /ran-<script hash>.
 type fakeWorker struct {
-	mu   sync.Mutex
-	runs []Process
-	open int
+	mu    sync.Mutex
+	runs  []Process
+	open  int
+	onRun func(p Process) // called before a RUN, outside the lock
 }
 
 func (w *fakeWorker) New(context.Context, image.Image) (Step, error) {
+
 	w.mu.Lock()
 	w.open++
 	w.mu.Unlock()
@@ -160,6 +163,9 @@ func (s *fakeStep) CopyOut(_ context.Context, p string) (io.ReadCloser, error) {
 }
 
 func (s *fakeStep) Run(_ context.Context, p Process, out io.Writer) (int, error) {
+	if s.w.onRun != nil {
+		s.w.onRun(p)
+	}
 	s.w.mu.Lock()
 	s.w.runs = append(s.w.runs, p)
 	s.w.mu.Unlock()
@@ -421,6 +427,55 @@ MAINTAINER me
 	f.build(Options{})
 	if got := strings.Join(f.w.ran(), ","); !strings.HasSuffix(got, "echo child,echo mine") {
 		t.Errorf("runs %q: want the trigger first", got)
+	}
+}
+
+// Independent stages must run at the same time: each stage's RUN waits
+// until the other's has started (a serial build would stall here).
+func TestIndependentStagesMustRunInParallel(t *testing.T) {
+	df := "FROM busybox AS a\nRUN one\nFROM busybox AS b\nRUN two\nFROM busybox\nCOPY --from=a /x /a\nCOPY --from=b /x /b\n"
+	f := newFixture(t, map[string]string{"Dockerfile": df})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	both := make(chan struct{})
+	go func() { wg.Wait(); close(both) }()
+	f.w.onRun = func(Process) {
+		wg.Done()
+		select {
+		case <-both:
+		case <-time.After(10 * time.Second):
+			t.Error("the two independent stages did not run at the same time")
+		}
+	}
+	f.build(Options{})
+}
+
+func TestProxyArgsMustReachRunButNotTheKey(t *testing.T) {
+	f := newFixture(t, map[string]string{"Dockerfile": "FROM busybox\nRUN fetch\n"})
+	p1, p2 := "http://127.0.0.1:3128", "http://127.0.0.1:3129"
+	f.build(Options{BuildArgs: map[string]*string{"HTTP_PROXY": &p1}})
+	if !containsEnv(f.w.runs[0].Env, "HTTP_PROXY="+p1) {
+		t.Errorf("RUN env %v lacks the proxy", f.w.runs[0].Env)
+	}
+	res, _ := f.build(Options{BuildArgs: map[string]*string{"HTTP_PROXY": &p2}})
+	if res.Steps != 0 {
+		t.Error("a changed proxy arg must not invalidate the cache")
+	}
+	for _, n := range res.Notes {
+		if strings.Contains(n, "HTTP_PROXY") {
+			t.Errorf("a proxy arg is not an unused arg: %s", n)
+		}
+	}
+}
+
+func TestEscapeDirectiveAndSyntaxNote(t *testing.T) {
+	f := newFixture(t, map[string]string{"Dockerfile": "# syntax=docker/dockerfile:1\n# escape=`\nFROM busybox\nRUN echo a `\n  b\n"})
+	res, _ := f.build(Options{})
+	if got := f.w.ran(); len(got) != 1 || got[0] != "echo a   b" {
+		t.Errorf("runs %q: the backtick continues the line", got)
+	}
+	if !strings.Contains(strings.Join(res.Notes, "\n"), "syntax directive (docker/dockerfile:1) is ignored") {
+		t.Errorf("notes %v", res.Notes)
 	}
 }
 

@@ -119,6 +119,12 @@ func TestBuildMustRunStepsAndCacheThem(t *testing.T) {
 		}
 	}
 	id := imageID(t, r, "app:1")
+	if ls := r.Must("image", "ls", "--format", "json"); strings.Contains(ls, "<none>") || strings.Count(ls, `"Repository"`) != 2 {
+		t.Errorf("image ls shows the build steps' images:\n%s", ls)
+	}
+	if ls := r.Must("image", "ls", "-a", "-q"); strings.Count(ls, "\n") < 6 {
+		t.Errorf("image ls -a hides the build steps' images:\n%s", ls)
+	}
 
 	res, warm := build("-t", "app:1")
 	if res.Code != 0 {
@@ -242,7 +248,7 @@ func TestBuildFailureMustNameTheStep(t *testing.T) {
 // nothing; berth build rebuilds from the cache.
 func TestComposeUpBuildMustNotRecreateUnchanged(t *testing.T) {
 	r := testutil.NewRoot(t)
-	run, dir := project(t, r, "bld", map[string]string{
+	run, _ := project(t, r, "bld", map[string]string{
 		"compose.yaml": "services:\n  app:\n    build: .\n    stop_signal: SIGKILL\n  copy:\n    build: .\n    image: bld-shared\n    stop_signal: SIGKILL\n",
 		"Dockerfile":   "FROM busybox\nCOPY msg /msg\nCMD [\"sh\", \"-c\", \"cat /msg; exec sleep 300\"]\n",
 		"msg":          "from the build\n",
@@ -268,7 +274,14 @@ func TestComposeUpBuildMustNotRecreateUnchanged(t *testing.T) {
 	if strings.Count(res.Stderr, "CACHED") < 2 {
 		t.Errorf("compose build of unchanged services:\n%s", res.Stderr)
 	}
-	_ = dir
+	// up builds a missing image without being asked.
+	must(t, run("down", "-t", "0"), "down")
+	must(t, r.Run("image", "rm", "bld-app"), "image rm")
+	res = run("up", "-d", "app")
+	must(t, res, "up with the image missing")
+	if !strings.Contains(res.Stderr, "naming to bld-app") || psAll(t, run)["bld-app-1"].State != "running" {
+		t.Errorf("up did not build the missing image:\n%s", res.Stderr)
+	}
 }
 
 // TestBuildInstructionsMustLandInTheImage: --chown by name and --chmod,
