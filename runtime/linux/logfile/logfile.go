@@ -30,7 +30,8 @@
 // in place is read again from its start. Lines that are not entries are
 // skipped. Print is Read into a Printer, the way `logs` prints: it decodes
 // entries in Writer's exact form by hand (the general decoder, checked
-// against encoding/json by FuzzDecode, takes the rest) and reads a long
+// against encoding/json by FuzzDecode, takes the rest; FuzzFastCopy checks
+// the hand path against encoding/json too) and reads a long
 // stretch of log through a read-only mapping on every CPU.
 package logfile
 

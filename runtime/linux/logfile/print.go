@@ -3,6 +3,7 @@ package logfile
 import (
 	"fmt"
 	"io"
+	"slices"
 )
 
 // TimeFormat is how Printer prefixes entries with Timestamps: RFC 3339
@@ -52,53 +53,55 @@ func (p *Printer) Print(r *Record) error {
 	return nil
 }
 
-// put buffers the text of one record of stdout, or stderr, and a newline
-// after it with nl.
-func (p *Printer) put(text []byte, nl, stderr bool) error {
-	s := 0
-	if stderr {
-		s = 1
+// putLine buffers the text of the entry at the start of b if fastCopy
+// takes it, and returns the entry's length; 0 when it does not (the
+// caller then decodes the line and calls Print).
+func (p *Printer) putLine(b []byte) (int, error) {
+	if cap(p.buf)-len(p.buf) < jobRoom {
+		p.buf = slices.Grow(p.buf, printBuf+jobRoom)
 	}
-	if s != p.cur {
-		if err := p.Flush(); err != nil {
-			return err
+	l := len(p.buf)
+	n, w, _, stderr := fastCopy(b, p.buf[l:cap(p.buf)])
+	if n == 0 {
+		return 0, nil
+	}
+	if s := int(b2i(stderr)); s != p.cur {
+		// Copied after the other stream's text: that goes out first.
+		if err := p.write(p.buf[:l]); err != nil {
+			return n, err
 		}
-		p.cur = s
+		copy(p.buf[:w], p.buf[l:l+w])
+		l, p.cur = 0, s
 	}
-	p.buf = append(p.buf, text...)
-	if nl {
-		p.buf = append(p.buf, '\n')
-	}
+	p.buf = p.buf[:l+w]
 	if len(p.buf) >= printBuf {
-		return p.Flush()
+		return n, p.Flush()
 	}
-	return nil
+	return n, nil
 }
 
-// putRun is put for the texts of several records of one stream; a long
-// run goes out without a copy.
+// putRun buffers the texts of several records of one stream; a long run
+// goes out without a copy.
 func (p *Printer) putRun(text []byte, stderr bool) error {
+	s := int(b2i(stderr))
 	if len(text) < printBuf {
-		return p.put(text, false, stderr)
+		if s != p.cur {
+			if err := p.Flush(); err != nil {
+				return err
+			}
+			p.cur = s
+		}
+		p.buf = append(p.buf, text...)
+		if len(p.buf) >= printBuf {
+			return p.Flush()
+		}
+		return nil
 	}
 	if err := p.Flush(); err != nil {
 		return err
 	}
-	p.cur = 0
-	if stderr {
-		p.cur = 1
-	}
-	w := p.Stdout
-	if stderr {
-		w = p.Stderr
-	}
-	if w == nil {
-		return nil
-	}
-	if _, err := w.Write(text); err != nil {
-		return fmt.Errorf("write logs: %w", err)
-	}
-	return nil
+	p.cur = s
+	return p.write(text)
 }
 
 // Flush writes out what is buffered.
@@ -106,13 +109,18 @@ func (p *Printer) Flush() error {
 	if len(p.buf) == 0 {
 		return nil
 	}
+	b := p.buf
+	p.buf = p.buf[:0]
+	return p.write(b)
+}
+
+// write writes b to the writer of the current stream.
+func (p *Printer) write(b []byte) error {
 	w := p.Stdout
 	if p.cur == 1 {
 		w = p.Stderr
 	}
-	b := p.buf
-	p.buf = p.buf[:0]
-	if w == nil {
+	if w == nil || len(b) == 0 {
 		return nil
 	}
 	if _, err := w.Write(b); err != nil {

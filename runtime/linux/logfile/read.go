@@ -9,6 +9,7 @@ import (
 	"os"
 	goruntime "runtime"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"syscall"
 	"time"
@@ -466,16 +467,17 @@ func (fl *follower) scan(data []byte, fn func(*Record) error) (int, error) {
 	r := 0
 	for {
 		if p := fl.out; p != nil && !fl.skip {
-			if n, text, nl, stderr, _ := fastParse(data[r:]); n > 0 {
-				r += n
-				if err := p.put(text, nl, stderr); err != nil {
-					return r, err
-				}
+			n, err := p.putLine(data[r:])
+			r += n
+			if err != nil {
+				return r, err
+			}
+			if n > 0 {
 				continue
 			}
 		}
 		if !fl.skip {
-			if n := fastLine(data[r:], &fl.rec); n > 0 {
+			if n := fl.dec.fastLine(data[r:], &fl.rec); n > 0 {
 				r += n
 				if err := fn(&fl.rec); err != nil {
 					return r, err
@@ -628,8 +630,12 @@ type run struct {
 // deliver them to a Printer without time bounds or timestamps. A memory
 // fault (the file was truncated under its mapping) ends it with j.fault;
 // the calling goroutine has SetPanicOnFault.
+//
+// Entries in Writer's form are copied by fastCopy straight into the spare
+// room of the text; the others go through the decoder. The loop keeps
+// what it builds in locals (no write barrier per entry while a GC runs).
 func (j *job) decode() {
-	j.text, j.runs, j.fault = j.text[:0], j.runs[:0], false
+	j.fault = false
 	defer func() {
 		if r := recover(); r != nil {
 			if _, ok := r.(interface{ Addr() uintptr }); !ok {
@@ -638,34 +644,55 @@ func (j *job) decode() {
 			j.fault = true
 		}
 	}()
-	add := func(text []byte, nl, stderr bool) {
-		if k := len(j.runs) - 1; k < 0 || j.runs[k].stderr != stderr {
-			j.runs = append(j.runs, run{stderr: stderr})
-		}
-		j.text = append(j.text, text...)
-		if nl {
-			j.text = append(j.text, '\n')
-		}
-		j.runs[len(j.runs)-1].end = len(j.text)
-	}
+	text, runs := j.text[:0], j.runs[:0]
 	data := j.data
-	r := 0
-	for {
-		if n, text, nl, stderr, _ := fastParse(data[r:]); n > 0 {
+	cur := uint8(2) // stream of the last run: 0 stdout, 1 stderr, 2 none yet
+	for r := 0; r < len(data); {
+		if cap(text)-len(text) < jobRoom {
+			text = slices.Grow(text, max(jobRoom, cap(text)))
+		}
+		n, w, _, stderr := fastCopy(data[r:], text[len(text):cap(text)])
+		if n > 0 {
+			if s := b2i(stderr); s != cur {
+				if k := len(runs); k > 0 {
+					runs[k-1].end = len(text)
+				}
+				runs = append(runs, run{stderr: stderr})
+				cur = s
+			}
+			text = text[:len(text)+w]
 			r += n
-			add(text, nl, stderr)
 			continue
 		}
 		i := bytes.IndexByte(data[r:], '\n')
 		if i < 0 {
-			return
+			break
 		}
 		line := data[r : r+i]
 		r += i + 1
-		if len(line) <= maxEntry && j.dec.decode(line, &j.rec) {
-			add(j.rec.Log, false, j.rec.Stream == "stderr")
+		if len(line) > maxEntry || !j.dec.decode(line, &j.rec) {
+			continue
 		}
+		if s := b2i(j.rec.Stream == "stderr"); s != cur {
+			if k := len(runs); k > 0 {
+				runs[k-1].end = len(text)
+			}
+			runs = append(runs, run{stderr: s == 1})
+			cur = s
+		}
+		text = append(text, j.rec.Log...)
 	}
+	if k := len(runs); k > 0 {
+		runs[k-1].end = len(text)
+	}
+	j.text, j.runs = text, runs
+}
+
+func b2i(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // pieceSize is about how much of a mapped log one job decodes.
