@@ -47,6 +47,11 @@ type index struct {
 // to remove an image in use unless forced. The runtime wires it in.
 type UsageFunc func(ctx context.Context, id digest.Digest) ([]string, error)
 
+// RetainFunc names blobs no image lists that GC must keep while the
+// layer they were made from (their diff ID) is in use: the compressed
+// copies a push made (registry's layer cache), blob → diff ID.
+type RetainFunc func() (map[digest.Digest]digest.Digest, error)
+
 // Store implements image.Store.
 type Store struct {
 	root    *state.Root
@@ -54,6 +59,7 @@ type Store struct {
 	content *content.Store
 	snaps   *overlay.Snapshotter
 	InUse   UsageFunc
+	Retain  RetainFunc
 }
 
 var _ image.Store = (*Store)(nil)
@@ -500,6 +506,7 @@ func (s *Store) GC(ctx context.Context) error {
 func (s *Store) gc(ctx context.Context, ix *index) error {
 	keepBlobs := map[digest.Digest]bool{}
 	keepSnaps := map[string]bool{}
+	keepDiffs := map[digest.Digest]bool{}
 	for id, r := range ix.Images {
 		img, err := s.image(ctx, id, r)
 		if err != nil {
@@ -511,6 +518,18 @@ func (s *Store) gc(ctx context.Context, ix *index) error {
 		}
 		for _, c := range ChainIDs(img.Config.RootFS.DiffIDs) {
 			keepSnaps[c.String()] = true
+		}
+		for _, d := range img.Config.RootFS.DiffIDs {
+			keepDiffs[d] = true
+		}
+	}
+	if s.Retain != nil {
+		if keep, err := s.Retain(); err == nil {
+			for blob, diffID := range keep {
+				if keepDiffs[diffID] {
+					keepBlobs[blob] = true
+				}
+			}
 		}
 	}
 	if err := s.content.Walk(ctx, func(d digest.Digest, _ int64) error {

@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,7 +100,14 @@ func (r *Root) Run(args ...string) Result {
 // RunEnv is Run with extra environment.
 func (r *Root) RunEnv(env []string, args ...string) Result {
 	r.t.Helper()
+	return r.RunInput(env, nil, args...)
+}
+
+// RunInput is RunEnv with stdin.
+func (r *Root) RunInput(env []string, stdin io.Reader, args ...string) Result {
+	r.t.Helper()
 	cmd := exec.Command(r.Bin, args...)
+	cmd.Stdin = stdin
 	cmd.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "BERTH_ROOT=" + r.Path}, env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -227,6 +227,9 @@ func (g *globals) checkImages(ctx context.Context, e *composeEnv, scope []string
 	if err := g.buildForUp(ctx, e, scope, o.build, o.noBuild); err != nil {
 		return err
 	}
+	if err := g.pullForUp(ctx, e, scope, o.pull); err != nil {
+		return err
+	}
 	var store *local.Store
 	for _, name := range scope {
 		s := e.m.Project.Services[name]
@@ -252,7 +255,7 @@ func (g *globals) checkImages(ctx context.Context, e *composeEnv, scope []string
 }
 
 func newUpCmd(g *globals) *cobra.Command {
-	var forceRecreate, noRecreate, removeOrphans, renewAnon bool
+	var forceRecreate, noRecreate, removeOrphans, renewAnon, watchMode bool
 	var scale []string
 	var timeout, waitTimeout int
 	o := &upOpts{}
@@ -273,8 +276,10 @@ when it exits 0.
 Services with a build section are built first when their image is
 missing, and every time with --build (berth's layer cache makes an
 unchanged rebuild almost free and yields the same image, so nothing is
-recreated). berth has no registry client yet: --pull always is refused;
---pull never makes a missing image an error naming it.`,
+recreated). Other services' images are pulled as their pull_policy says
+(missing by default; always, never, daily, weekly, every_<duration>), or
+as --pull always|missing|never overrides it; --pull never makes a missing
+image an error naming it.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			sc, err := parseScale(scale)
@@ -287,6 +292,11 @@ recreated). berth has no registry client yet: --pull always is refused;
 			}
 			if err := o.check(e, args); err != nil {
 				return err
+			}
+			if watchMode {
+				if err := g.checkWatchUp(e, args, o); err != nil {
+					return err
+				}
 			}
 			scope := upScope(e, args, o.noDeps)
 			if err := g.checkImages(ctx, e, scope, o); err != nil {
@@ -311,6 +321,9 @@ recreated). berth has no registry client yet: --pull always is refused;
 			if o.detach {
 				return nil
 			}
+			if watchMode {
+				return g.upWatch(ctx, e, args, opt, o, began)
+			}
 			return g.attachUp(ctx, e, args, scope, opt, o, began)
 		},
 	}
@@ -328,7 +341,7 @@ recreated). berth has no registry client yet: --pull always is refused;
 	f.IntVarP(&timeout, "timeout", "t", 10, "Use this timeout in seconds for container shutdown when attached or when containers are already running")
 	f.BoolVar(&o.build, "build", false, "Build images before starting containers")
 	f.BoolVar(&o.noBuild, "no-build", false, "Don't build an image, even if it's policy")
-	f.StringVar(&o.pull, "pull", "policy", `Pull image before running ("always"|"missing"|"never"); berth has no registry client yet`)
+	f.StringVar(&o.pull, "pull", "policy", `Pull image before running ("always"|"missing"|"never")`)
 	f.BoolVar(&o.abortOnExit, "abort-on-container-exit", false, "Stops all containers if any container was stopped. Incompatible with -d")
 	f.BoolVar(&o.abortOnFailure, "abort-on-container-failure", false, "Stops all containers if any container exited with failure. Incompatible with -d")
 	f.StringVar(&o.exitCodeFrom, "exit-code-from", "", "Return the exit code of the selected service container. Implies --abort-on-container-exit")
@@ -338,6 +351,7 @@ recreated). berth has no registry client yet: --pull always is refused;
 	f.BoolVar(&o.timestamps, "timestamps", false, "Show timestamps")
 	f.BoolVar(&o.noColor, "no-color", false, "Produce monochrome output")
 	f.BoolVar(&o.noLogPrefix, "no-log-prefix", false, "Don't print prefix in logs")
+	f.BoolVarP(&watchMode, "watch", "w", false, "Watch source code and rebuild/refresh containers when files are updated (develop.watch; see berth watch --help)")
 	return g.compose(cmd)
 }
 

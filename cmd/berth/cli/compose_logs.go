@@ -65,6 +65,10 @@ func (g *globals) useColor(noColor bool) bool {
 // logSource is one container whose lines print.
 type logSource struct {
 	name, color string
+	// pfx is its prefix at width pfxWidth (logPrinter.prefix), kept: the
+	// prefix goes before every line.
+	pfx      string
+	pfxWidth int
 }
 
 // logLine is a line held back by --merge.
@@ -84,6 +88,7 @@ type logPrinter struct {
 	mu      sync.Mutex
 	width   int
 	colors  map[string]string // service → colour
+	out     []byte            // lines being written, prefixed (lines)
 	held    []logLine
 	closed  bool
 	stopTic chan struct{}
@@ -135,15 +140,51 @@ func (p *logPrinter) widen(name string) {
 	p.mu.Unlock()
 }
 
+// prefix is what goes before each line of src; p.mu is held.
 func (p *logPrinter) prefix(src *logSource) string {
 	if !p.style.prefix {
 		return ""
+	}
+	if src.pfx != "" && src.pfxWidth == p.width {
+		return src.pfx
 	}
 	s := fmt.Sprintf("%-*s |", p.width, src.name)
 	if p.style.color {
 		s = "\x1b[" + src.color + "m" + s + "\x1b[0m"
 	}
-	return s + " "
+	src.pfx, src.pfxWidth = s+" ", p.width
+	return src.pfx
+}
+
+// lines writes whole lines (b ends with a newline) of a container at
+// once, each with its prefix: one write for all of them, and none of the
+// copies line makes, since nothing is held without merge.
+func (p *logPrinter) lines(src *logSource, stderr bool, b []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	w := p.stdout
+	if stderr {
+		w = p.err
+	}
+	pfx := p.prefix(src)
+	if pfx == "" {
+		w.Write(b)
+		return
+	}
+	out := p.out[:0]
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		out = append(out, pfx...)
+		out = append(out, b[:i+1]...)
+		b = b[i+1:]
+	}
+	w.Write(out)
+	if cap(out) <= 1<<20 {
+		p.out = out[:0]
+	}
 }
 
 // line takes one line (with its newline) of a container.
@@ -227,6 +268,25 @@ type lineWriter struct {
 }
 
 func (w *lineWriter) Write(b []byte) (int, error) {
+	if !w.stamped { // nothing to hold or order: the whole lines go at once
+		n := len(b)
+		if len(w.buf) > 0 { // the end of the line begun before
+			i := bytes.IndexByte(b, '\n')
+			if i < 0 {
+				w.buf = append(w.buf, b...)
+				return n, nil
+			}
+			w.buf = append(w.buf, b[:i+1]...)
+			w.p.lines(w.src, w.stderr, w.buf)
+			w.buf, b = w.buf[:0], b[i+1:]
+		}
+		if last := bytes.LastIndexByte(b, '\n'); last >= 0 {
+			w.p.lines(w.src, w.stderr, b[:last+1])
+			b = b[last+1:]
+		}
+		w.buf = append(w.buf, b...)
+		return n, nil
+	}
 	w.buf = append(w.buf, b...)
 	for {
 		i := bytes.IndexByte(w.buf, '\n')
@@ -241,8 +301,9 @@ func (w *lineWriter) Write(b []byte) (int, error) {
 
 func (w *lineWriter) emit(l []byte) {
 	text := append([]byte(nil), l...)
-	ts := time.Now()
+	var ts time.Time
 	if w.stamped {
+		ts = time.Now()
 		if head, rest, ok := bytes.Cut(text, []byte{' '}); ok {
 			if t, err := time.Parse(time.RFC3339Nano, string(head)); err == nil {
 				ts = t

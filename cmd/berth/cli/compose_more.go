@@ -100,6 +100,9 @@ func newCreateComposeCmd(g *globals) *cobra.Command {
 			if err := g.buildForUp(cmd.Context(), e, upScope(e, args, false), build, noBuild); err != nil {
 				return err
 			}
+			if err := g.pullForUp(cmd.Context(), e, upScope(e, args, false), pull); err != nil {
+				return err
+			}
 			return g.converge(cmd.Context(), e, reconcile.Options{Services: args, NoStart: true, ForceRecreate: forceRecreate,
 				NoRecreate: noRecreate, RemoveOrphans: removeOrphans, Scale: sc})
 		},
@@ -115,14 +118,11 @@ func newCreateComposeCmd(g *globals) *cobra.Command {
 	return g.compose(cmd)
 }
 
-// checkPull accepts --pull's values; berth uses local images only, so
-// "always" cannot be honoured yet.
+// checkPull accepts --pull's values.
 func checkPull(p string) error {
 	switch p {
-	case "", "policy", "missing", "never", "build":
+	case "", "policy", "missing", "never", "build", "always":
 		return nil
-	case "always":
-		return errdefs.Unavailablef("--pull always: berth has no registry client yet; import or load the images (berth image import/load)")
 	}
 	return errUsage("--pull %q: use always, missing, never, build or policy", p)
 }

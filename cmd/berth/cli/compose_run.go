@@ -138,6 +138,9 @@ func (g *globals) runOneOff(ctx context.Context, o *runComposeOpts, service stri
 	if err := g.buildForUp(ctx, e, append([]string{service}, deps...), o.build, false); err != nil {
 		return err
 	}
+	if err := g.pullForUp(ctx, e, append([]string{service}, deps...), o.pull); err != nil {
+		return err
+	}
 	var before map[string]bool
 	if o.rmDeps {
 		if before, err = liveContainerIDs(ctx, e); err != nil {

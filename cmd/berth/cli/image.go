@@ -33,7 +33,7 @@ func newImageCmd(g *globals) *cobra.Command {
 	}
 	cmd.AddCommand(newImageImportCmd(g), newImageLsCmd(g), newImageInspectCmd(g), newImageTagCmd(g),
 		newImageRmCmd(g), newImageHistoryCmd(g), newImageSaveCmd(g), newImageLoadCmd(g), newImagePruneCmd(g),
-		newImageBuildCmd(g))
+		newImageBuildCmd(g), newImagePullCmd(g), newImagePushCmd(g), newImageSearchCmd(g))
 	return cmd
 }
 

@@ -175,8 +175,9 @@ the machine toward them. No Docker, containerd or podman underneath.`,
 		newStopComposeCmd(g), newRestartComposeCmd(g), newScaleCmd(g), newLogsComposeCmd(g), newPortComposeCmd(g), newExecComposeCmd(g), newVersionCmd(g),
 		newCreateComposeCmd(g), newRunComposeCmd(g), newRmComposeCmd(g), newKillComposeCmd(g), newPauseComposeCmd(g),
 		newUnpauseComposeCmd(g), newTopComposeCmd(g), newImagesComposeCmd(g), newLsComposeCmd(g), newWaitComposeCmd(g),
-		newCpComposeCmd(g), newEventsComposeCmd(g), newAttachComposeCmd(g), newBuildComposeCmd(g))
-	add("management", newContainerCmd(g), newImageCmd(g), newNetworkCmd(g), newVolumeCmd(g), newSystemCmd(g))
+		newCpComposeCmd(g), newEventsComposeCmd(g), newAttachComposeCmd(g), newBuildComposeCmd(g),
+		newPullComposeCmd(g), newPushComposeCmd(g), newWatchComposeCmd(g))
+	add("management", newContainerCmd(g), newImageCmd(g), newNetworkCmd(g), newVolumeCmd(g), newSystemCmd(g), newLoginCmd(g), newLogoutCmd(g))
 	root.SetHelpCommandGroupID("compose")
 	var noFlagsInUse func(c *cobra.Command)
 	noFlagsInUse = func(c *cobra.Command) {
