@@ -104,11 +104,57 @@ func (ss *session) pull(ctx context.Context, s Store) (PullResult, error) {
 	for i, l := range m.Layers {
 		layers[i] = ocispec.Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size}
 	}
-	fetched, present, missing, err := ss.layers(ctx, s, puller, repo, layers)
+	// A store that can extract a layer on its own does so as soon as the
+	// layer is in, while the others still download; CommitConfig then
+	// only links the extracted layers into their chain.
+	arrived := map[digest.Digest]chan struct{}{}
+	for _, l := range layers {
+		arrived[l.Digest] = make(chan struct{})
+	}
+	var staging sync.WaitGroup
+	var downloaded sync.Map
+	sctx, stopStaging := context.WithCancel(ctx)
+	defer stopStaging()
+	if st, ok := s.(stager); ok {
+		sem := make(chan struct{}, 2)
+		for i, l := range layers {
+			staging.Add(1)
+			go func() {
+				defer staging.Done()
+				select {
+				case <-arrived[l.Digest]:
+				case <-sctx.Done():
+					return
+				}
+				if _, got := downloaded.Load(l.Digest); !got {
+					return // present already: Unpack finds it or extracts it
+				}
+				select {
+				case sem <- struct{}{}:
+				case <-sctx.Done():
+					return
+				}
+				defer func() { <-sem }()
+				st.Stage(sctx, l, cfg.RootFS.DiffIDs[i]) // a failure shows again in CommitConfig
+			}()
+		}
+	}
+	var once sync.Map
+	fetched, present, missing, err := ss.layers(ctx, s, puller, repo, layers, func(d digest.Digest, got bool) {
+		if _, dup := once.LoadOrStore(d, true); !dup {
+			if got {
+				downloaded.Store(d, true)
+			}
+			close(arrived[d])
+		}
+	})
 	res.Fetched, res.Present = fetched, present
 	if err != nil {
+		stopStaging()
+		staging.Wait()
 		return res, err
 	}
+	staging.Wait()
 	img, err := s.CommitConfig(ctx, cb, layers, ss.ref, false)
 	if err != nil {
 		return res, fmt.Errorf("%s: %w", what, err)
@@ -118,6 +164,12 @@ func (ss *session) pull(ctx context.Context, s Store) (PullResult, error) {
 	}
 	res.Image = img
 	return res, nil
+}
+
+// stager is a store that extracts one layer on its own before the image
+// is recorded (*local.Store).
+type stager interface {
+	Stage(ctx context.Context, desc ocispec.Descriptor, diffID digest.Digest) error
 }
 
 // pickPlatform chooses the manifest of an index matching want.
@@ -292,12 +344,15 @@ func (ss *session) blobError(what string, d digest.Digest, err error) error {
 }
 
 // layers fetches the missing layers, o.Jobs at a time.
-func (ss *session) layers(ctx context.Context, s Store, p *remote.Puller, repo name.Repository, layers []ocispec.Descriptor) (fetched, present int, missing []ocispec.Descriptor, err error) {
+// layers fetches the missing layers in parallel; arrived is called once
+// a layer's blob is in the store (present ones at once, fetched false).
+func (ss *session) layers(ctx context.Context, s Store, p *remote.Puller, repo name.Repository, layers []ocispec.Descriptor, arrived func(d digest.Digest, fetched bool)) (fetched, present int, missing []ocispec.Descriptor, err error) {
 	cs := s.Content()
 	seen := map[digest.Digest]bool{}
 	for _, l := range layers {
 		id := shortID(l.Digest)
 		if sz, err := cs.Size(ctx, l.Digest); err == nil && sz == l.Size {
+			arrived(l.Digest, false)
 			present++
 			ss.o.emit(Progress{Ref: ss.ref, ID: id, Status: "Already exists"})
 			continue
@@ -336,7 +391,11 @@ func (ss *session) layers(ctx context.Context, s Store, p *remote.Puller, repo n
 		go func(l ocispec.Descriptor) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := ss.fetchLayer(ctx, cs, p, repo, l); err != nil {
+			err := ss.fetchLayer(ctx, cs, p, repo, l)
+			if err == nil {
+				arrived(l.Digest, true)
+			}
+			if err != nil {
 				mu.Lock()
 				if len(errs) == 0 || !errors.Is(err, errdefs.ErrCanceled) {
 					errs = append(errs, err)

@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -403,6 +404,28 @@ func (s *Store) Unpack(ctx context.Context, img image.Image) (string, error) {
 	}
 	defer l.Unlock()
 	chain := ChainIDs(diffIDs)
+	// The missing layers are extracted in parallel, each on its own (a
+	// layer's dir holds only its diff), then linked into the chain in
+	// order.
+	var missing []int
+	for i := range img.Manifest.Layers {
+		if !s.snaps.Exists(chain[i].String()) {
+			missing = append(missing, i)
+		}
+	}
+	errs := make([]error, len(img.Manifest.Layers))
+	sem := make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
+	var wg sync.WaitGroup
+	for _, i := range missing {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			errs[i] = s.stage(ctx, img.Manifest.Layers[i], diffIDs[i])
+		}()
+	}
+	wg.Wait()
 	parent := ""
 	for i, desc := range img.Manifest.Layers {
 		key := chain[i].String()
@@ -410,12 +433,45 @@ func (s *Store) Unpack(ctx context.Context, img image.Image) (string, error) {
 			parent = key
 			continue
 		}
-		if err := s.unpackLayer(ctx, desc, diffIDs[i], key, parent); err != nil {
+		err := errs[i]
+		if err == nil {
+			err = s.snaps.Rebase(ctx, key, stagedKey(diffIDs[i]), parent)
+			if errdefs.IsConflict(err) && s.snaps.Exists(key) {
+				err = nil // another unpack linked the same chain meanwhile
+			} else if errdefs.IsNotFound(err) {
+				err = s.unpackLayer(ctx, desc, diffIDs[i], key, parent) // its stage was used by another chain
+			}
+		}
+		if err != nil {
 			return "", fmt.Errorf("image %s: layer %d (%s): %w", img.ID.Encoded()[:12], i+1, desc.Digest.Encoded()[:12], err)
 		}
 		parent = key
 	}
 	return parent, nil
+}
+
+// stagedKey names a layer extracted on its own, before it joins a chain.
+func stagedKey(diffID digest.Digest) string { return "staged-" + diffID.Encoded() }
+
+// Stage extracts a layer blob (verified against diffID) into a snapshot
+// of its own, so that a later Unpack only links it into its chain: a
+// pull extracts each layer as soon as it is downloaded, while the others
+// still download. Idempotent; a staged layer no image takes is collected
+// by GC.
+func (s *Store) Stage(ctx context.Context, desc ocispec.Descriptor, diffID digest.Digest) error {
+	l, err := s.root.GlobalLock(ctx, state.LockOptions{Shared: true})
+	if err != nil {
+		return err
+	}
+	defer l.Unlock()
+	return s.stage(ctx, desc, diffID)
+}
+
+func (s *Store) stage(ctx context.Context, desc ocispec.Descriptor, diffID digest.Digest) error {
+	if s.snaps.Exists(stagedKey(diffID)) {
+		return nil
+	}
+	return s.unpackLayer(ctx, desc, diffID, stagedKey(diffID), "")
 }
 
 func (s *Store) unpackLayer(ctx context.Context, desc ocispec.Descriptor, diffID digest.Digest, key, parent string) error {

@@ -293,3 +293,50 @@ func TestLoadOCILayout(t *testing.T) {
 		t.Fatalf("loaded %+v", loaded)
 	}
 }
+
+// A layer staged before its image is recorded (a pull extracts layers as
+// they arrive) joins the chain without a second extraction; a staged
+// layer no image takes is collected.
+func TestStagedLayersJoinTheirChain(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	l1, l2 := tarball(t, rootfs...), tarball(t, ent{"srv/", ""}, ent{"srv/a", "a"})
+	descs := make([]ocispec.Descriptor, 2)
+	diffs := make([]digest.Digest, 2)
+	for i, l := range [][]byte{l1, l2} {
+		d, n, err := s.PutLayer(ctx, bytes.NewReader(l))
+		if err != nil || n == 0 {
+			t.Fatal(err)
+		}
+		descs[i], diffs[i] = d, d.Digest
+	}
+	if err := s.Stage(ctx, descs[1], diffs[1]); err != nil {
+		t.Fatal(err)
+	}
+	dir, _ := s.Overlay().FSDir(ctx, stagedKey(diffs[1]))
+	cb, _ := json.Marshal(ocispec.Image{RootFS: ocispec.RootFS{Type: "layers", DiffIDs: diffs}})
+	img, err := s.CommitConfig(ctx, cb, descs, "staged:1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := ChainIDs(img.Config.RootFS.DiffIDs)
+	if got, _ := s.Overlay().FSDir(ctx, chain[1].String()); got != dir {
+		t.Errorf("layer 2 was extracted again (%s) instead of taking the staged %s", got, dir)
+	}
+	if s.Overlay().Exists(stagedKey(diffs[1])) {
+		t.Error("the staged layer is still there after joining its chain")
+	}
+	if st, err := s.Snapshots().Stat(ctx, chain[1].String()); err != nil || st.Parent != chain[0].String() {
+		t.Errorf("layer 2's parent: %+v %v", st, err)
+	}
+	other, _, _ := s.PutLayer(ctx, bytes.NewReader(tarball(t, ent{"x", "x"})))
+	if err := s.Stage(ctx, other, other.Digest); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s.Overlay().Exists(stagedKey(other.Digest)) {
+		t.Error("GC kept a staged layer no image uses")
+	}
+}

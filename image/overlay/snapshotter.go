@@ -212,6 +212,36 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string) error {
 	return err
 }
 
+// Rebase renames the committed snapshot key to name and sets its parent:
+// a layer extracted on its own (its dir holds only its diff, whiteouts
+// included, whatever lies below) joins a chain. name taken →
+// ErrConflict; parent missing or not committed → ErrNotFound.
+func (s *Snapshotter) Rebase(ctx context.Context, name, key, parent string) error {
+	return s.update(func(ix *index) error {
+		r, ok := ix.Snapshots[key]
+		if !ok || r.Kind != image.KindCommitted {
+			return errdefs.NotFoundf("committed snapshot %q not found", key)
+		}
+		if _, exists := ix.Snapshots[name]; exists {
+			return errdefs.Conflictf("snapshot %q already exists", name)
+		}
+		if parent != "" {
+			if p, ok := ix.Snapshots[parent]; !ok || p.Kind != image.KindCommitted {
+				return errdefs.NotFoundf("parent snapshot %q not found", parent)
+			}
+		}
+		for _, other := range ix.Snapshots {
+			if other.Parent == key {
+				return errdefs.Conflictf("snapshot %q has children", key)
+			}
+		}
+		delete(ix.Snapshots, key)
+		r.Parent = parent
+		ix.Snapshots[name] = r
+		return nil
+	})
+}
+
 // Remove deletes a snapshot; one with children is ErrConflict, a missing
 // one is not an error.
 func (s *Snapshotter) Remove(ctx context.Context, key string) error {
