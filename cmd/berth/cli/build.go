@@ -355,11 +355,8 @@ with the same build section are built once, independent builds run in
 parallel.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			e, err := g.composeEnv(ctx)
+			e, err := g.composeServices(ctx, args)
 			if err != nil {
-				return err
-			}
-			if err := knownServices(e, args); err != nil {
 				return err
 			}
 			scope := args

@@ -33,6 +33,19 @@ import (
 
 // knownServices checks that every name is a service of the project, with
 // the message projectContainers gives.
+// composeServices loads the project and checks that the services named
+// on the command line are in it.
+func (g *globals) composeServices(ctx context.Context, names []string) (*composeEnv, error) {
+	e, err := g.composeEnv(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := knownServices(e, names); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
 func knownServices(e *composeEnv, names []string) error {
 	for _, s := range names {
 		if _, ok := e.m.Project.Services[s]; !ok {
@@ -141,11 +154,8 @@ to remove them too. berth never asks for confirmation (-f is accepted for
 compatibility): it says what it removed.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			e, err := g.composeEnv(ctx)
+			e, err := g.composeServices(ctx, args)
 			if err != nil {
-				return err
-			}
-			if err := knownServices(e, args); err != nil {
 				return err
 			}
 			lk, err := g.lockProject(ctx, e)
@@ -880,11 +890,8 @@ berth has no daemon to ask, so it watches the project's containers (every
 two looks still gives its start and die.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			e, err := g.composeEnv(ctx)
+			e, err := g.composeServices(ctx, args)
 			if err != nil {
-				return err
-			}
-			if err := knownServices(e, args); err != nil {
 				return err
 			}
 			w := &eventWatcher{g: g, e: e, json: asJSON, services: args, seen: map[string]runtime.Info{}, images: map[string]string{}}

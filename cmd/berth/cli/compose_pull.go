@@ -207,11 +207,8 @@ func newPullComposeCmd(g *globals) *cobra.Command {
 			default:
 				return errUsage("--policy %q: use missing or always", policy)
 			}
-			e, err := g.composeEnv(ctx)
+			e, err := g.composeServices(ctx, args)
 			if err != nil {
-				return err
-			}
-			if err := knownServices(e, args); err != nil {
 				return err
 			}
 			scope := upScope(e, args, !includeDeps)
@@ -269,11 +266,8 @@ func newPushComposeCmd(g *globals) *cobra.Command {
 image name (the images this project builds) to their registries.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			e, err := g.composeEnv(ctx)
+			e, err := g.composeServices(ctx, args)
 			if err != nil {
-				return err
-			}
-			if err := knownServices(e, args); err != nil {
 				return err
 			}
 			_, store, err := g.openRuntime()

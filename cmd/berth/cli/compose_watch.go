@@ -50,11 +50,8 @@ reported in one line with its files and the time it took; Ctrl+C stops
 watching and leaves the containers running.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			e, err := g.composeEnv(ctx)
+			e, err := g.composeServices(ctx, args)
 			if err != nil {
-				return err
-			}
-			if err := knownServices(e, args); err != nil {
 				return err
 			}
 			s, err := g.newWatchSession(e, args, quiet, reconcile.Options{Services: args})
