@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"berth.dev/berth/project"
+	"berth.dev/berth/runtime"
 )
 
 // Executor runs a plan's actions as its edges allow.
@@ -100,6 +101,11 @@ type exRun struct {
 	// noHealth: the containers this run created, by ID: whether their
 	// spec has no healthcheck.
 	noHealth map[string]bool
+
+	// renamedLeftovers, listed once: by service and number.
+	leftOnce  sync.Once
+	leftovers map[string][]runtime.Info
+	leftErr   error
 
 	emitMu sync.Mutex
 }

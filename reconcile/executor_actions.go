@@ -141,22 +141,22 @@ func (r *exRun) resolveImage(ctx context.Context, ref string, build bool) (Resol
 	if !errdefs.IsNotFound(err) {
 		return ResolvedImage{}, fmt.Errorf("image %s: %w", ref, err)
 	}
-	later := "pulling from registries comes with the registry issue"
+	todo := "pull it (berth pull, berth image pull " + ref + ") or import or load it (berth image import FILE " + ref + ")"
 	if build {
-		later = "building images comes with the build issue"
+		todo = "build it (berth build, or up without --no-build)"
 	}
-	return ResolvedImage{}, &exMissingImage{ref: ref, later: later, err: err}
+	return ResolvedImage{}, &exMissingImage{ref: ref, todo: todo, err: err}
 }
 
 // exMissingImage says an image is not local and what to do; it unwraps
 // to the resolver's error.
 type exMissingImage struct {
-	ref, later string
-	err        error
+	ref, todo string
+	err       error
 }
 
 func (e *exMissingImage) Error() string {
-	return fmt.Sprintf("image %s is not present locally: import or load it (berth image import FILE %s); %s", e.ref, e.ref, e.later)
+	return fmt.Sprintf("image %s is not present locally: %s", e.ref, e.todo)
 }
 
 func (e *exMissingImage) Unwrap() error { return e.err }
@@ -559,12 +559,11 @@ var exRenamed = regexp.MustCompile(`^([0-9a-f]{12})_(.+)$`)
 // the old container under its <id12>_<name> name (except keep, the one
 // being recreated now).
 func (r *exRun) removeLeftovers(ctx context.Context, a *Action, name, keep string) error {
-	infos, err := r.e.Deps.Runtime.List(ctx, runtime.Filter{Labels: map[string]string{
-		runtime.LabelProject: r.e.Model.Name, runtime.LabelService: a.Service, runtime.LabelNumber: strconv.Itoa(a.Number)}})
+	left, err := r.renamedLeftovers(ctx)
 	if err != nil {
 		return err
 	}
-	for _, info := range infos {
+	for _, info := range left[a.Service+"\x00"+strconv.Itoa(a.Number)] {
 		mm := exRenamed.FindStringSubmatch(info.Name)
 		if mm == nil || mm[2] != name || !strings.HasPrefix(info.ID, mm[1]) || info.ID == keep {
 			continue
@@ -580,6 +579,29 @@ func (r *exRun) removeLeftovers(ctx context.Context, a *Action, name, keep strin
 		}
 	}
 	return nil
+}
+
+// renamedLeftovers are the project's containers named like a recreate's
+// old container (<id12>_<name>), by service and number, listed once per
+// run: only an interrupted run leaves them, and this run's own recreates
+// remove theirs (listing the project for every create made an up of N
+// services read N² records).
+func (r *exRun) renamedLeftovers(ctx context.Context) (map[string][]runtime.Info, error) {
+	r.leftOnce.Do(func() {
+		infos, err := r.e.Deps.Runtime.List(ctx, runtime.Filter{Labels: map[string]string{runtime.LabelProject: r.e.Model.Name}})
+		if err != nil {
+			r.leftErr = err
+			return
+		}
+		r.leftovers = map[string][]runtime.Info{}
+		for _, info := range infos {
+			if exRenamed.MatchString(info.Name) {
+				key := info.Labels[runtime.LabelService] + "\x00" + info.Labels[runtime.LabelNumber]
+				r.leftovers[key] = append(r.leftovers[key], info)
+			}
+		}
+	})
+	return r.leftovers, r.leftErr
 }
 
 // removeContainer force-removes c and detaches its endpoints (named name).

@@ -717,7 +717,7 @@ services:
   web: {image: "busybox:2"}
 `)
 	err := x.run(exPlan(&Action{Kind: PullImage, Resource: "image:busybox:2", Cause: "missing", Service: "web"}))
-	want := "service web: pull image:busybox:2: image busybox:2 is not present locally: import or load it (berth image import FILE busybox:2); pulling from registries comes with the registry issue"
+	want := "service web: pull image:busybox:2: image busybox:2 is not present locally: pull it (berth pull, berth image pull busybox:2) or import or load it (berth image import FILE busybox:2)"
 	if err == nil || err.Error() != want {
 		t.Fatalf("error:\n%v\nwant:\n%s", err, want)
 	}
@@ -725,7 +725,7 @@ services:
 		t.Fatal("the resolver's error is not in the chain")
 	}
 	err = x.run(exPlan(&Action{Kind: BuildImage, Resource: "image:demo-web", Cause: "missing", Service: "web"}))
-	if err == nil || !strings.Contains(err.Error(), "image demo-web is not present locally: import or load it (berth image import FILE demo-web); building images comes with the build issue") {
+	if err == nil || !strings.Contains(err.Error(), "image demo-web is not present locally: build it (berth build, or up without --no-build)") {
 		t.Fatalf("build error: %v", err)
 	}
 	err = x.run(exPlan(exNet("default"), exCreate("web", 1, Edge{1, Done})))

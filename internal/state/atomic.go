@@ -1,9 +1,11 @@
 package state
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -157,9 +159,93 @@ func WriteJSONVolatile(path string, v any, perm os.FileMode) error {
 	return WriteFileVolatile(path, append(b, '\n'), perm)
 }
 
+// UpdateJSON is WriteJSON that leaves path alone when it holds exactly
+// what WriteJSON would write: no new file, no fsync, nothing for ext4 to
+// allocate or for a watcher to see. Records rewritten on every start
+// (the endpoints a container asks for) mostly do not change.
+func UpdateJSON(path string, v any, perm os.FileMode) error {
+	b, same, err := unchangedJSON(path, v)
+	if err != nil || same {
+		return err
+	}
+	return WriteFile(path, b, perm)
+}
+
+// UpdateJSONVolatile is UpdateJSON through WriteFileVolatile.
+func UpdateJSONVolatile(path string, v any, perm os.FileMode) error {
+	b, same, err := unchangedJSON(path, v)
+	if err != nil || same {
+		return err
+	}
+	return WriteFileVolatile(path, b, perm)
+}
+
+// unchangedJSON encodes v as WriteJSON does and says whether path holds
+// those bytes already.
+func unchangedJSON(path string, v any) ([]byte, bool, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, false, fmt.Errorf("write %s: %w", path, err)
+	}
+	b = append(b, '\n')
+	old, err := ReadFile(path, int64(len(b)))
+	return b, err == nil && bytes.Equal(old, b), nil
+}
+
+// ReadFile reads a file WriteFile or WriteFileVolatile writes: whole, one
+// version of it. A volatile write fills the standing swap file, which
+// held the previous version, and exchanges it with the file: a reader
+// still reading that inode from before the exchange would see it
+// truncated and rewritten under it. So the read holds a shared flock on
+// the inode, which makes writeSwap (it takes the swap's flock without
+// waiting) write a new file instead, and it starts over if the inode it
+// read is no longer the file's (a write that failed halfway left it
+// behind as the swap). At most limit bytes are read when limit > 0 (one
+// more tells the caller the file is larger). A missing file is an error
+// satisfying errors.Is(err, os.ErrNotExist).
+func ReadFile(path string, limit int64) ([]byte, error) {
+	var data []byte
+	for range 50 {
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		}
+		f := os.NewFile(uintptr(fd), path)
+		data, err = readLocked(f, limit)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		var have, now unix.Stat_t
+		same := unix.Fstat(fd, &have) == nil && unix.Stat(path, &now) == nil && have.Ino == now.Ino && have.Dev == now.Dev
+		f.Close()
+		if same {
+			break
+		}
+	}
+	return data, nil
+}
+
+func readLocked(f *os.File, limit int64) ([]byte, error) {
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_SH)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EINTR) {
+			return nil, &os.PathError{Op: "flock", Path: f.Name(), Err: err}
+		}
+	}
+	var r io.Reader = f
+	if limit > 0 {
+		r = io.LimitReader(f, limit+1)
+	}
+	return io.ReadAll(r)
+}
+
 // ReadJSON reads path into v; a missing file is errdefs.ErrNotFound.
 func ReadJSON(path string, v any) error {
-	b, err := os.ReadFile(path)
+	b, err := ReadFile(path, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return errdefs.NotFoundf("%s: %w", path, err)
 	}

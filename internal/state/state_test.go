@@ -3,6 +3,7 @@ package state
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"berth.dev/berth/internal/errdefs"
 	"berth.dev/berth/internal/failpoint"
 	"berth.dev/berth/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 const helperEnv = "BERTH_STATE_TEST_HELPER"
@@ -343,4 +345,105 @@ func TestReadJSONMissingIsNotFound(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 
+}
+
+// Where the file system has FS_TOPDIR_FL (ext4), the dirs containers and
+// snapshots are made in carry it; elsewhere Open works the same.
+func TestOpenSpreadsContainerDirs(t *testing.T) {
+	r := openRoot(t)
+	for _, d := range []string{"tmp", "containers", "snapshots"} {
+		fd, err := unix.Open(filepath.Join(r.Path, d), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+		unix.Close(fd)
+		if err != nil {
+			t.Skipf("%s: no inode flags here: %v", d, err)
+		}
+		const extents = 0x80000 // FS_EXTENT_FL: ext4, which has FS_TOPDIR_FL
+		if flags&fsTopdirFl == 0 && flags&extents != 0 {
+			t.Errorf("%s: flags %#x without FS_TOPDIR_FL", d, flags)
+		}
+	}
+	if _, err := Open(r.Path); err != nil {
+		t.Fatalf("Open again: %v", err)
+	}
+}
+
+func TestUpdateJSONLeavesSameContent(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "x.json")
+	v := map[string]int{"a": 1}
+	for _, write := range []func(string, any, os.FileMode) error{UpdateJSON, UpdateJSONVolatile} {
+		os.Remove(p)
+		if err := write(p, v, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var st1, st2 unix.Stat_t
+		unix.Stat(p, &st1)
+		if err := write(p, v, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		unix.Stat(p, &st2)
+		if st1.Ino != st2.Ino || st1.Ctim != st2.Ctim {
+			t.Fatalf("the same content was written again: %+v → %+v", st1.Ctim, st2.Ctim)
+		}
+		if err := write(p, map[string]int{"a": 2}, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]int
+		if err := ReadJSON(p, &got); err != nil || got["a"] != 2 {
+			t.Fatalf("after a change: %v %v", got, err)
+		}
+		b, _ := os.ReadFile(p)
+		want, _ := json.MarshalIndent(map[string]int{"a": 2}, "", "  ")
+		if string(b) != string(want)+"\n" {
+			t.Fatalf("format %q", b)
+		}
+	}
+}
+
+// Readers never see a volatile write half done, however fast the writes
+// come: writeSwap rewrites the inode that held the version before last,
+// which a slow reader may still be reading.
+func TestReadFileSeesWholeVersions(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "records.json")
+	versions := [][]byte{[]byte(strings.Repeat("a", 64<<10)), []byte(strings.Repeat("b", 3)), []byte(strings.Repeat("c", 9000))}
+	if err := WriteFileVolatile(p, versions[0], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		for i := 1; ; i++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			if err := WriteFileVolatile(p, versions[i%len(versions)], 0o644); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for n := 0; time.Now().Before(deadline); n++ {
+		b, err := ReadFile(p, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok := false
+		for _, v := range versions {
+			ok = ok || string(b) == string(v)
+		}
+		if !ok {
+			t.Fatalf("read %d: %d bytes that are no version (%.10q…)", n, len(b), b)
+		}
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }

@@ -13,10 +13,12 @@ package bridge
 import (
 	"berth.dev/berth/internal/labels"
 
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -26,6 +28,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -72,13 +75,27 @@ type Manager struct {
 	note   func(string)
 	exists func(string) bool
 	sem    chan struct{} // in-process part of the networks lock
+
+	memoMu sync.Mutex
+	memo   map[string]*decoded // by network name
+}
+
+// decoded is the last decode of a network's network.json and ipam.json,
+// kept with the bytes it came from. A load that reads the same bytes
+// takes a copy instead of decoding again: every attach and inspect loads
+// the network, and decoding the leases of a hundred endpoints for each of
+// a hundred attaches was N² work under the networks lock.
+type decoded struct {
+	netRaw, ipamRaw []byte
+	r               *record
+	l               *leases
 }
 
 var _ network.Manager = (*Manager)(nil)
 
 // New returns the manager of root's networks.
 func New(root *state.Root, o Options) (*Manager, error) {
-	m := &Manager{root: root, dir: filepath.Join(root.Path, "networks"), tag: netnames.Tag(root.Path), pool: o.Pool, note: o.Notify, exists: o.Exists, sem: make(chan struct{}, 1)}
+	m := &Manager{root: root, dir: filepath.Join(root.Path, "networks"), tag: netnames.Tag(root.Path), pool: o.Pool, note: o.Notify, exists: o.Exists, sem: make(chan struct{}, 1), memo: map[string]*decoded{}}
 	if !m.pool.IsValid() {
 		m.pool = ipam.DefaultPool
 	}
@@ -143,21 +160,107 @@ func (m *Manager) load(name string) (*record, *leases, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	var r record
-	if err := state.ReadJSON(filepath.Join(dir, NetworkFile), &r); err != nil {
-		if errdefs.IsNotFound(err) {
-			return nil, nil, errdefs.NotFoundf("network %q not found; create it with 'berth network create %s' or declare it in the project file", name, name)
-		}
+	netRaw, err := state.ReadFile(filepath.Join(dir, NetworkFile), 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil, errdefs.NotFoundf("network %q not found; create it with 'berth network create %s' or declare it in the project file", name, name)
+	} else if err != nil {
 		return nil, nil, fmt.Errorf("network %q: %w", name, err)
 	}
-	var l leases
-	if err := state.ReadJSON(filepath.Join(dir, IPAMFile), &l); err != nil {
+	ipamPath := filepath.Join(dir, IPAMFile)
+	ipamRaw, err := state.ReadFile(ipamPath, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil, fmt.Errorf("network %q: %w", name, errdefs.NotFoundf("%s: %w", ipamPath, err))
+	} else if err != nil {
 		return nil, nil, fmt.Errorf("network %q: %w", name, err)
+	}
+	m.memoMu.Lock()
+	d := m.memo[name]
+	m.memoMu.Unlock()
+	if d != nil && bytes.Equal(d.netRaw, netRaw) && bytes.Equal(d.ipamRaw, ipamRaw) {
+		return d.r.clone(), d.l.clone(), nil
+	}
+	var r record
+	if err := json.Unmarshal(netRaw, &r); err != nil {
+		return nil, nil, fmt.Errorf("network %q: read %s: %w", name, filepath.Join(dir, NetworkFile), err)
+	}
+	var l leases
+	if err := json.Unmarshal(ipamRaw, &l); err != nil {
+		return nil, nil, fmt.Errorf("network %q: read %s: %w", name, ipamPath, err)
 	}
 	if l.Endpoints == nil {
 		l.Endpoints = map[string]network.Endpoint{}
 	}
+	if l.V4 == nil {
+		return nil, nil, fmt.Errorf("network %q: %s has no IPv4 subnet", name, ipamPath)
+	}
+	m.remember(name, &decoded{netRaw: netRaw, ipamRaw: ipamRaw, r: r.clone(), l: l.clone()})
 	return &r, &l, nil
+}
+
+func (m *Manager) remember(name string, d *decoded) {
+	m.memoMu.Lock()
+	m.memo[name] = d
+	m.memoMu.Unlock()
+}
+
+// writeLeases writes ipam.json (when it changed) and remembers what it
+// holds now, so the next load does not decode it again.
+func (m *Manager) writeLeases(name string, l *leases) error {
+	dir, err := m.netDir(name)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dir, IPAMFile)
+	b, err := json.MarshalIndent(l, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	b = append(b, '\n')
+	if old, err := state.ReadFile(path, int64(len(b))); err != nil || !bytes.Equal(old, b) {
+		if err := state.WriteFileVolatile(path, b, 0o600); err != nil {
+			m.forget(name)
+			return err
+		}
+	}
+	m.memoMu.Lock()
+	if d := m.memo[name]; d != nil {
+		m.memo[name] = &decoded{netRaw: d.netRaw, ipamRaw: b, r: d.r, l: l.clone()}
+	}
+	m.memoMu.Unlock()
+	return nil
+}
+
+func (m *Manager) forget(name string) {
+	m.memoMu.Lock()
+	delete(m.memo, name)
+	m.memoMu.Unlock()
+}
+
+func (r *record) clone() *record {
+	c := *r
+	c.Spec.Labels = cloneLabels(r.Spec.Labels)
+	c.Labels = cloneLabels(r.Labels)
+	return &c
+}
+
+func cloneLabels(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	c := make(map[string]string, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+func (l *leases) clone() *leases {
+	c := &leases{V4: l.V4.Clone(), V6: l.V6.Clone(), Endpoints: make(map[string]network.Endpoint, len(l.Endpoints))}
+	for k, ep := range l.Endpoints {
+		ep.Aliases = slices.Clone(ep.Aliases)
+		c.Endpoints[k] = ep
+	}
+	return c
 }
 
 // loadPruned is load for a change: endpoints of containers that are gone
@@ -180,8 +283,7 @@ func (m *Manager) loadPruned(name string) (*record, *leases, error) {
 		}
 	}
 	if changed {
-		dir, _ := m.netDir(name)
-		if err := state.WriteJSONVolatile(filepath.Join(dir, IPAMFile), l, 0o600); err != nil {
+		if err := m.writeLeases(name, l); err != nil {
 			return nil, nil, err
 		}
 		if err := m.writeRecords(r, l); err != nil {
@@ -305,7 +407,7 @@ func (m *Manager) Create(ctx context.Context, s network.Spec) (network.Network, 
 	if err := m.writeRecords(r, l); err != nil {
 		return network.Network{}, err
 	}
-	if err := state.WriteJSONVolatile(filepath.Join(dir, IPAMFile), l, 0o600); err != nil {
+	if err := state.UpdateJSONVolatile(filepath.Join(dir, IPAMFile), l, 0o600); err != nil {
 		return network.Network{}, err
 	}
 	// network.json last: its presence is what makes the network exist.
@@ -581,8 +683,7 @@ func (m *Manager) Attach(ctx context.Context, name string, e network.EndpointSpe
 	if err != nil {
 		return network.Endpoint{}, err
 	}
-	dir, _ := m.netDir(name)
-	if err := state.WriteJSONVolatile(filepath.Join(dir, IPAMFile), l, 0o600); err != nil {
+	if err := m.writeLeases(name, l); err != nil {
 		return network.Endpoint{}, err
 	}
 	if err := m.plumb(r, l, ep, e); err != nil {
@@ -592,7 +693,7 @@ func (m *Manager) Attach(ctx context.Context, name string, e network.EndpointSpe
 		if l.V6 != nil {
 			l.V6.Release(e.Name)
 		}
-		state.WriteJSONVolatile(filepath.Join(dir, IPAMFile), l, 0o600)
+		m.writeLeases(name, l)
 		return network.Endpoint{}, err
 	}
 	if err := m.writeRecords(r, l); err != nil {
@@ -797,8 +898,7 @@ func (m *Manager) detach(ctx context.Context, name, endpoint string, unplumb boo
 	if l.V6 != nil {
 		l.V6.Release(endpoint)
 	}
-	dir, _ := m.netDir(name)
-	if err := state.WriteJSONVolatile(filepath.Join(dir, IPAMFile), l, 0o600); err != nil {
+	if err := m.writeLeases(name, l); err != nil {
 		return err
 	}
 	return m.writeRecords(r, l)
@@ -826,5 +926,5 @@ func (m *Manager) writeRecords(r *record, l *leases) error {
 		recs.Entries = append(recs.Entries, rec)
 	}
 	dir, _ := m.netDir(r.Spec.Name)
-	return state.WriteJSONVolatile(filepath.Join(dir, RecordsFile), recs, 0o644)
+	return state.UpdateJSONVolatile(filepath.Join(dir, RecordsFile), recs, 0o644)
 }

@@ -2,10 +2,12 @@ package bridge
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -198,5 +200,68 @@ func TestBridgeSubnetsMustAvoidEachOther(t *testing.T) {
 	list, err := m.List(ctx, network.Filter{})
 	if err != nil || len(list) != 2 {
 		t.Errorf("list: %v %v", list, err)
+	}
+}
+
+// TestBridgeReattachMustLeaveTheFilesAlone (K): attaching an endpoint
+// that is attached already (every start does) rewrites neither ipam.json
+// nor records.json, and a manager that remembers what it decoded still
+// sees what another manager (another berth process) changed since.
+func TestBridgeReattachMustLeaveTheFilesAlone(t *testing.T) {
+	ctx := context.Background()
+	m, root := newManager(t)
+	n, err := m.Create(ctx, network.Spec{Name: "t3", Subnet: netip.MustParsePrefix("10.89.242.0/24")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Remove(ctx, "t3") })
+	spec := func(name string) network.EndpointSpec {
+		return network.EndpointSpec{Name: name, NetNS: pin(t, root, name), DefaultRoute: true}
+	}
+	c1 := spec("c1")
+	if _, err := m.Attach(ctx, "t3", c1); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Detach(ctx, "t3", "c1") })
+	dir := filepath.Dir(n.Records)
+	stamps := func() string {
+		var out []string
+		for _, f := range []string{IPAMFile, RecordsFile} {
+			fi, err := os.Stat(filepath.Join(dir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := fi.Sys().(*syscall.Stat_t)
+			out = append(out, fmt.Sprint(f, st.Ino, st.Ctim))
+		}
+		return strings.Join(out, " ")
+	}
+	before := stamps()
+	if _, err := m.Attach(ctx, "t3", c1); err != nil {
+		t.Fatal(err)
+	}
+	if after := stamps(); after != before {
+		t.Errorf("attach again rewrote the files:\n%s\n%s", before, after)
+	}
+	other, err := New(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep2, err := other.Attach(ctx, "t3", spec("c2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Detach(ctx, "t3", "c2") })
+	ep3, err := m.Attach(ctx, "t3", spec("c3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Detach(ctx, "t3", "c3") })
+	if ep3.IPv4 == ep2.IPv4 {
+		t.Fatalf("c3 got c2's address %s: the other manager's lease was not seen", ep3.IPv4)
+	}
+	got, err := m.Inspect(ctx, "t3")
+	if err != nil || len(got.Endpoints) != 3 {
+		t.Fatalf("inspect: %d endpoints, %v", len(got.Endpoints), err)
 	}
 }

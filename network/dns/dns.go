@@ -36,7 +36,6 @@ const (
 	// refused and the zone keeps its previous content.
 	MaxZoneSize = 16 << 20
 
-	pollInterval   = time.Second // for zones whose directory cannot be watched
 	aliveTTL       = 200 * time.Millisecond
 	maxUDPForwards = 256              // forwarded UDP queries in flight; more are dropped
 	maxTCPConns    = 64               // TCP clients at once; more are closed at once
@@ -79,11 +78,11 @@ type Server struct {
 	logf      func(format string, args ...any)
 
 	idx atomic.Pointer[index] // what queries read; swapped whole on reload
-	// dirty: a zone changed since the last load. The watcher only marks
-	// it; the next query reloads. While `up` attaches a hundred containers
-	// their records files change a hundred times, and a hundred shims
-	// re-reading each change would be N² work for answers nobody asked.
-	dirty atomic.Bool
+	// fresh: a local lookup first checks the zone files for changes (a
+	// stat each) and reloads them if one changed (watch.go). While `up`
+	// attaches a hundred containers their records files change a hundred
+	// times; nothing is read until a container asks.
+	fresh bool
 
 	reloadMu sync.Mutex
 	zones    []zoneFile // guarded by reloadMu
@@ -93,15 +92,15 @@ type Server struct {
 	stop    context.CancelFunc
 	mu      sync.Mutex // guards closed and the Add side of wg
 	closed  bool
-	wg      sync.WaitGroup // the watcher and every Serve call
+	wg      sync.WaitGroup // every Serve call
 	lastLog atomic.Int64   // unix nanos of the last upstream-failure log line
 }
 
-// New returns a Server with the zones loaded, and starts watching them for
-// changes (inotify on their directories; a stat poll each second where that
-// is not possible). A zone file that exists but cannot be read or parsed
+// New returns a Server with the zones loaded. Each local lookup sees the
+// zone files as they are then: a file that changed since it was read is
+// read again first. A zone file that exists but cannot be read or parsed
 // is an error; later reloads keep the previous content of such a file
-// instead. It starts no goroutine but the watcher's, which Close stops.
+// instead. It starts no goroutine.
 func New(c Config) (*Server, error) {
 	return newServer(c, options{watch: true})
 }
@@ -112,6 +111,7 @@ func newServer(c Config, opts options) (*Server, error) {
 		ttl:     c.TTL,
 		logf:    c.Log,
 		alive:   newAliveCache(c.Alive),
+		fresh:   opts.watch,
 	}
 	if s.timeout <= 0 {
 		s.timeout = DefaultTimeout
@@ -134,31 +134,16 @@ func newServer(c Config, opts options) (*Server, error) {
 		}
 		s.zones = append(s.zones, zoneFile{path: filepath.Clean(p)})
 	}
-	var w *watcher
-	if opts.watch {
-		w = newWatcher(s, s.zones, !opts.noInotify)
-	}
 	if err := s.load(); err != nil {
-		if w != nil {
-			w.close()
-		}
 		return nil, err
 	}
 	s.base, s.stop = context.WithCancel(context.Background())
-	if w != nil {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			w.run(s.base)
-		}()
-	}
 	return s, nil
 }
 
 // options are knobs New does not expose, for tests.
 type options struct {
-	watch     bool // reload on change
-	noInotify bool // poll even where inotify works
+	watch bool // reload a changed zone file at the next lookup
 }
 
 // Reload re-reads every zone file now. Files that fail keep their previous
@@ -167,26 +152,14 @@ func (s *Server) Reload() error {
 	return s.load()
 }
 
-// markDirty is what the watcher does on a change.
-func (s *Server) markDirty() { s.dirty.Store(true) }
-
-// reloadIfDirty reloads once for all the queries that find the zones dirty.
-func (s *Server) reloadIfDirty() {
-	s.lazyMu.Lock()
-	defer s.lazyMu.Unlock()
-	if s.dirty.Swap(false) {
-		s.reload()
-	}
-}
-
-// reload is Reload for the watcher: failures are logged.
+// reload is Reload for a lookup: failures are logged.
 func (s *Server) reload() {
 	if err := s.load(); err != nil {
 		s.logf("dns: reload: %v", err)
 	}
 }
 
-// Close stops the watcher and every running Serve call, and waits for them.
+// Close stops every running Serve call and waits for them.
 // It is idempotent.
 func (s *Server) Close() error {
 	s.mu.Lock()

@@ -119,8 +119,8 @@ func (s *Server) answerLocal(q mdns.Question, reply *mdns.Msg) bool {
 	if q.Qclass != mdns.ClassINET {
 		return false
 	}
-	if s.dirty.Load() {
-		s.reloadIfDirty()
+	if s.fresh {
+		s.refresh()
 	}
 	idx := s.idx.Load()
 	switch q.Qtype {

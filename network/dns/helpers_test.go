@@ -59,7 +59,8 @@ func writeRaw(t testing.TB, path string, b []byte) {
 }
 
 // leakCheck fails the test if, once everything else has been cleaned up,
-// a goroutine of the server or of its file watcher is still there.
+// a goroutine of the server is still there (it starts none of its own but
+// Serve's; a watcher of the zone files once had one).
 func leakCheck(t testing.TB) {
 	t.Helper()
 	t.Cleanup(func() {

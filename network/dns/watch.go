@@ -1,34 +1,46 @@
 package dns
 
 import (
-	"context"
+	"bytes"
 	"errors"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
+	"berth.dev/berth/internal/state"
 )
 
-// watcher reloads the zones when their files change. Writers replace a
-// records file by renaming a temp file over it, so it watches the
-// directories and picks events by base name. A zone whose directory cannot
-// be watched (no inotify instance left: the per-user limit is often 128,
-// one per shim; or no directory yet) is polled by stat once a second.
-type watcher struct {
-	s      *Server
-	fw     *fsnotify.Watcher // nil without inotify
-	dirs   map[string]map[string]bool
-	polled map[string]stamp // zone path → what stat said last
-}
+// Zones are checked for changes when a query needs them, not watched: a
+// stat per zone file per local lookup, and a reload when one changed.
+//
+// Watching (inotify on the zone directories) woke every shim of a network
+// for every rewrite of its records file and of the files next to it: `up`
+// of a hundred containers attaches a hundred endpoints while the earlier
+// ones already run, so a hundred shims were each woken hundreds of times,
+// N² wake-ups of idle processes competing with the containers being
+// started, for answers nobody had asked for yet. A stat costs about a
+// microsecond and only when a container asks.
+//
+// A stamp (inode, size, mtime, ctime) misses a rewrite only when the new
+// file gets the same inode, size and timestamps as the old one, which a
+// coarse file-system clock allows for writes close together. So, as git
+// does for its index, a zone read while its mtime was younger than
+// racyWindow is "racy": until a check finds it old enough, every check
+// compares its bytes with the ones loaded.
 
-// stamp is what polling compares.
+// racyWindow is how far apart in time two writes of a zone file must be
+// for their timestamps to differ surely (well above any file system's
+// timestamp granularity).
+const racyWindow = 2 * time.Second
+
+// stamp is what a freshness check compares.
 type stamp struct {
 	exists bool
 	size   int64
 	mtime  int64
+	ctime  int64
 	ino    uint64
+	dev    uint64
 }
 
 func statStamp(path string) stamp {
@@ -38,126 +50,74 @@ func statStamp(path string) stamp {
 	}
 	st := stamp{exists: true, size: fi.Size(), mtime: fi.ModTime().UnixNano()}
 	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
-		st.ino = sys.Ino
+		st.ino, st.dev = sys.Ino, uint64(sys.Dev)
+		st.ctime = sys.Ctim.Nano()
 	}
 	return st
 }
 
-// newWatcher sets the watches up; call it before the first load so no
-// change between the two is missed.
-func newWatcher(s *Server, zones []zoneFile, useInotify bool) *watcher {
-	w := &watcher{s: s, dirs: map[string]map[string]bool{}, polled: map[string]stamp{}}
-	if len(zones) == 0 {
-		return w
-	}
-	if useInotify {
-		fw, err := fsnotify.NewWatcher()
-		if err != nil {
-			s.logf("dns: watching zones: %v; polling them instead", err)
-		} else {
-			w.fw = fw
-		}
-	}
-	for _, z := range zones {
-		dir, base := filepath.Dir(z.path), filepath.Base(z.path)
-		if names, ok := w.dirs[dir]; ok {
-			names[base] = true
-			continue
-		}
-		if w.fw != nil {
-			if err := w.fw.Add(dir); err == nil {
-				w.dirs[dir] = map[string]bool{base: true}
-				continue
-			} else if !errors.Is(err, os.ErrNotExist) {
-				s.logf("dns: watching %s: %v; polling it instead", dir, err)
-			}
-		}
-		w.polled[z.path] = statStamp(z.path)
-	}
-	return w
-}
-
-func (w *watcher) close() {
-	if w.fw != nil {
-		w.fw.Close()
-	}
-}
-
-// run marks the server's zones changed on every relevant event (the next
-// query reloads them: marking costs nothing, so no debounce), until ctx is
-// done.
-func (w *watcher) run(ctx context.Context) {
-	defer w.close()
-	var events <-chan fsnotify.Event
-	var errs <-chan error
-	if w.fw != nil {
-		events, errs = w.fw.Events, w.fw.Errors
-	}
-	var ticker *time.Ticker
-	var tick <-chan time.Time
-	defer func() {
-		if ticker != nil {
-			ticker.Stop()
-		}
-	}()
-	for {
-		if ticker == nil && len(w.polled) > 0 {
-			ticker = time.NewTicker(pollInterval)
-			tick = ticker.C
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case ev, ok := <-events:
-			if !ok {
-				events = nil
-				continue
-			}
-			if w.relevant(ev) {
-				w.s.markDirty() // free: the next query reloads
-			}
-		case err, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
-			}
-			w.s.logLimited("dns: watching zones: %v", err)
-			if errors.Is(err, fsnotify.ErrEventOverflow) {
-				w.s.markDirty()
-			}
-		case <-tick:
-			if w.poll() {
-				w.s.markDirty()
-			}
-		}
-	}
-}
-
-// relevant reports whether ev may have changed a zone. A watched directory
-// that goes away takes its zones to polling.
-func (w *watcher) relevant(ev fsnotify.Event) bool {
-	if !ev.Has(fsnotify.Create | fsnotify.Write | fsnotify.Remove | fsnotify.Rename) {
+// young reports whether st's change time is within racyWindow of now: a
+// rewrite now could leave the stamp as it is. Every change to a file (a
+// write, a chmod, a rename or exchange, a utimes) sets its ctime to the
+// current time, so once that is older than the clock's granularity, the
+// next change moves it.
+func (st stamp) young(now time.Time) bool {
+	if !st.exists {
 		return false
 	}
-	if names, ok := w.dirs[ev.Name]; ok && ev.Has(fsnotify.Remove|fsnotify.Rename) {
-		delete(w.dirs, ev.Name)
-		for base := range names {
-			p := filepath.Join(ev.Name, base)
-			w.polled[p] = statStamp(p)
-		}
-		return true
+	t := st.ctime
+	if t == 0 {
+		t = st.mtime
 	}
-	return w.dirs[filepath.Dir(ev.Name)][filepath.Base(ev.Name)]
+	return t > now.UnixNano()-int64(racyWindow)
 }
 
-// poll stats the polled zones and reports whether any changed.
-func (w *watcher) poll() bool {
-	changed := false
-	for p, old := range w.polled {
-		if st := statStamp(p); st != old {
-			w.polled[p] = st
-			changed = true
+// readRaw reads a zone file whole, one version of it however often it is
+// rewritten meanwhile (state.ReadFile); a missing one is empty, nil error.
+// One byte past the limit is read, so a file that grows between a stat
+// and the read is still caught.
+func readRaw(path string) ([]byte, error) {
+	data, err := state.ReadFile(path, MaxZoneSize)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return data, err
+}
+
+// changed reports whether a zone file may differ from what was loaded.
+func (s *Server) changed() bool { return s.changedAt(time.Now()) }
+
+func (s *Server) changedAt(now time.Time) bool {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	for i := range s.zones {
+		z := &s.zones[i]
+		st := statStamp(z.path)
+		if st != z.seen {
+			return true
+		}
+		if !z.racy {
+			continue
+		}
+		data, err := readRaw(z.path)
+		if err != nil || !bytes.Equal(data, z.raw) {
+			return true
+		}
+		if !st.young(now) {
+			// Read whole and unchanged once the stamp is old enough: a
+			// later rewrite moves the timestamps.
+			z.racy, z.raw = false, nil
 		}
 	}
-	return changed
+	return false
+}
+
+// refresh reloads the zones when one changed since the last load, once
+// for all the queries that find it so.
+func (s *Server) refresh() {
+	s.lazyMu.Lock()
+	defer s.lazyMu.Unlock()
+	if s.changed() {
+		s.reload()
+	}
 }

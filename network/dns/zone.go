@@ -4,9 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
-	"os"
+	"time"
 
 	mdns "github.com/miekg/dns"
 
@@ -17,6 +16,9 @@ import (
 type zoneFile struct {
 	path    string
 	entries []network.Record
+	seen    stamp  // what stat said right before the last read
+	racy    bool   // seen was young: checks compare raw too (watch.go)
+	raw     []byte // the bytes last read, kept while racy
 }
 
 // entry is one record as the index keeps it.
@@ -35,14 +37,25 @@ type index struct {
 }
 
 // load reads every zone file and swaps in a new index. A file that fails
-// keeps its previous entries (empty on the first load).
+// keeps its previous entries (empty on the first load) until it changes
+// again.
 func (s *Server) load() error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	var errs []error
 	for i := range s.zones {
 		z := &s.zones[i]
-		recs, err := readZone(z.path)
+		st := statStamp(z.path) // before the read: a write after it is seen next time
+		data, err := readRaw(z.path)
+		z.seen, z.racy, z.raw = st, false, nil
+		if err != nil {
+			errs = append(errs, fmt.Errorf("zone %s: %w", z.path, err))
+			continue
+		}
+		if st.young(time.Now()) {
+			z.racy, z.raw = true, data
+		}
+		recs, err := parseZoneData(z.path, data)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -53,21 +66,11 @@ func (s *Server) load() error {
 	return errors.Join(errs...)
 }
 
-// readZone reads one records file; a missing file is an empty zone.
-func readZone(path string) ([]network.Record, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
+// parseZoneData checks a zone file's size and parses it; no data (a
+// missing file) is an empty zone.
+func parseZoneData(path string, data []byte) ([]network.Record, error) {
+	if data == nil {
 		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("zone %s: %w", path, err)
-	}
-	defer f.Close()
-	// Read one byte past the limit so a file that grows between a stat and
-	// the read is still caught.
-	data, err := io.ReadAll(io.LimitReader(f, MaxZoneSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("zone %s: %w", path, err)
 	}
 	if len(data) > MaxZoneSize {
 		return nil, fmt.Errorf("zone %s: larger than %d bytes: %w", path, MaxZoneSize, errTooLarge)

@@ -2,6 +2,7 @@ package ipam
 
 import (
 	"encoding/binary"
+	"maps"
 	"math/bits"
 	"net/netip"
 
@@ -195,3 +196,16 @@ func (s *Subnet) checkStatic(name string, a netip.Addr) error {
 // Release frees the address of endpoint name; releasing a name without a
 // lease does nothing.
 func (s *Subnet) Release(name string) { delete(s.Leases, name) }
+
+// Clone returns a copy of s that shares nothing with it (nil for nil).
+func (s *Subnet) Clone() *Subnet {
+	if s == nil {
+		return nil
+	}
+	c := *s
+	c.Leases = maps.Clone(s.Leases)
+	if c.Leases == nil {
+		c.Leases = map[string]netip.Addr{}
+	}
+	return &c
+}

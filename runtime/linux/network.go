@@ -41,9 +41,11 @@ func (c *Container) NetNS() string {
 	return c.r.NetNSPath(c.id)
 }
 
-// SetNetworking records the container's endpoints for its next start.
+// SetNetworking records the container's endpoints for its next start
+// (a record that already says so is left as it is: the orchestrator
+// re-attaches before every start).
 func (c *Container) SetNetworking(ctx context.Context, n runtime.Networking) error {
-	if err := state.WriteJSON(filepath.Join(c.dir(), NetworkFile), n, 0o600); err != nil {
+	if err := state.UpdateJSON(filepath.Join(c.dir(), NetworkFile), n, 0o600); err != nil {
 		return fmt.Errorf("container %.12s: %w", c.id, err)
 	}
 	return nil

@@ -74,6 +74,8 @@ func New(root *state.Root) (*Manager, error) {
 			return nil, fmt.Errorf("volumes: %w", err)
 		}
 	}
+	// Anonymous volumes come and go with their containers.
+	state.SpreadSubdirs(dir)
 	return &Manager{root: root, dir: dir}, nil
 }
 
