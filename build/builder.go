@@ -129,6 +129,7 @@ type run struct {
 	df       *Dockerfile
 	ctx      *buildctx.Context
 	lex      *shell.Lex
+	lexMu    sync.Mutex
 	prog     *Progress
 	args     map[string]string // --build-arg values resolved
 	used     sync.Map          // build args some stage declared
@@ -188,13 +189,7 @@ func (b *Builder) Build(ctx context.Context, o Options) (Result, error) {
 	defer cancel()
 	for i := range r.stages {
 		if need[i] {
-			go func() {
-				r.buildStage(sctx, r.stages[i])
-				if r.stages[i].err != nil {
-					r.fail(r.stages[i].err)
-					cancel()
-				}
-			}()
+			go r.buildStage(sctx, r.stages[i], cancel)
 		}
 	}
 	// Every started stage ends before Build returns (no goroutine outlives it).
@@ -342,7 +337,11 @@ func (r *run) globalEnv() []string {
 	return env
 }
 
+// expand expands a word as the Dockerfile's shell rules say. Stages run
+// in parallel and a shell.Lex is not safe for concurrent use.
 func (r *run) expand(word string, env []string) (string, error) {
+	r.lexMu.Lock()
+	defer r.lexMu.Unlock()
 	s, _, err := r.lex.ProcessWord(word, shell.EnvsFromSlice(env))
 	return s, err
 }
@@ -442,8 +441,14 @@ func (r *run) deps(sr *stageRun) ([]int, error) {
 }
 
 // buildStage builds one stage once its dependencies are done.
-func (r *run) buildStage(ctx context.Context, sr *stageRun) {
+func (r *run) buildStage(ctx context.Context, sr *stageRun, cancel func()) {
 	defer close(sr.done)
+	defer func() { // before done closes: Build reads the first error then
+		if sr.err != nil {
+			r.fail(sr.err)
+			cancel()
+		}
+	}()
 	deps, err := r.deps(sr)
 	if err != nil {
 		sr.err = err
