@@ -8,7 +8,7 @@ BIN := _output/bin/berth
 FUZZTIME ?= 60s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build demo test test-vet test-unit test-root test-e2e e2e fuzz bench lint clean prereqs testimage debian-image debian-tarball
+.PHONY: all build install demo test test-vet test-unit test-root test-e2e e2e fuzz bench lint clean prereqs testimage debian-image debian-tarball
 
 all: build
 
@@ -19,6 +19,11 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN).roles ./cmd/berth/roles/berth-roles
 	$(GO) run ./cmd/berth/roles/pack $(BIN).cli $(BIN).roles $(BIN)
 	@rm -f $(BIN).cli $(BIN).roles
+
+# The static binary to $(PREFIX)/bin (default /usr/local/bin).
+PREFIX ?= /usr/local
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/berth
 
 # Checks what a fresh Debian machine lacks and installs it (needs root and apt).
 prereqs:
