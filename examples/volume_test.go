@@ -262,3 +262,20 @@ func TestVolumeMountFlagMustMountEachType(t *testing.T) {
 	}
 	r.Must("volume", "rm", "mnt")
 }
+
+// TestEmptyVolumeMustTakeTheImageDirsOwner: a named volume mounted over
+// an empty image directory gets that directory's owner and mode (as
+// Docker), so a service running as its own user can write its data dir.
+func TestEmptyVolumeMustTakeTheImageDirsOwner(t *testing.T) {
+	r := testutil.NewRoot(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM busybox\nRUN mkdir -m 700 /data && chown nobody:nogroup /data\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.Must("image", "build", "-q", "-t", "owned:1", dir)
+	t.Cleanup(func() { r.Run("volume", "rm", "-f", "owned-data") })
+	out := r.Must("container", "run", "--rm", "-v", "owned-data:/data", "owned:1", "stat", "-c", "%U:%G %a", "/data")
+	if out != "nobody:nogroup 700\n" {
+		t.Errorf("the empty volume at /data: %q, want the image dir's nobody:nogroup 700", out)
+	}
+}

@@ -135,8 +135,11 @@ func prepareVolume(root int, rootPath string, p mountPlan, src bindSource) error
 		return fmt.Errorf("volume %s: read %s in the container: %w", volPath, p.m.Target, err)
 	}
 	if len(imgNames) == 0 {
-		// Nothing to copy: the volume stays uninitialised, so a later
-		// container with content at its target fills it (as Docker).
+		// Nothing to copy, but the empty volume takes the directory's
+		// owner and mode (as Docker: a database image's 0700 data dir
+		// owned by its user); it stays uninitialised, so a later
+		// container with content at its target fills it.
+		copyMeta(img, data, &st)
 		return nil
 	}
 	if err := copyUp(vol, data, img, volPath, rootMnt); err != nil {
