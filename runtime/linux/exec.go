@@ -50,11 +50,13 @@ func (c *Container) Exec(ctx context.Context, p runtime.ProcessSpec, s runtime.S
 	// The container's shim runs from a sealed copy already: exec from that
 	// (no copy at all); else make one.
 	exe, err := exeseal.CopyFile(fmt.Sprintf("/proc/%d/exe", st.Shim.Pid))
+	fromShim := true
 	if err != nil || !st.Shim.Alive() {
 		if exe != nil {
 			exe.Close()
 		}
 		exe, err = c.r.sealedCopy()
+		fromShim = false
 	}
 	if err != nil {
 		return runtime.ExitStatus{}, fmt.Errorf("exec in %s: %w", m.Name, err)
@@ -101,13 +103,39 @@ func (c *Container) Exec(ctx context.Context, p runtime.ProcessSpec, s runtime.S
 	if s.Tty {
 		cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
 	}
-	cg, cgErr := cgroups.Load(c.r.cgParent, c.id)
-	if cgErr == nil {
-		defer cg.Close()
-		if fd, ok := cg.FD(); ok {
-			cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
-		}
+	// v2: the process is cloned into the cgroup. v1: its main thread, the
+	// one that execs, joins it through the tasks files sent with "go"
+	// (moving the process would wait for an RCU grace period), when the
+	// _exec program is this berth's; one of another binary (a shim from
+	// before an upgrade) may not know how, and is moved whole.
+	selfJoin := !fromShim || exeseal.SameProgram(st.Shim.Pid, c.r.exePath())
+	cg, err := cgroups.Load(c.r.cgParent, c.id)
+	if err != nil {
+		syncC.Close()
+		specR.Close()
+		specW.Close()
+		return runtime.ExitStatus{}, fmt.Errorf("exec in %s: its cgroup: %w", m.Name, err)
 	}
+	defer cg.Close()
+	if fd, ok := cg.FD(); ok {
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
+	}
+	var join []*os.File
+	if selfJoin {
+		join, err = cg.ThreadFiles()
+	}
+	if err != nil {
+		syncC.Close()
+		specR.Close()
+		specW.Close()
+		return runtime.ExitStatus{}, fmt.Errorf("exec in %s: %w", m.Name, err)
+	}
+	defer func() {
+		for _, f := range join {
+			f.Close()
+		}
+	}()
+	cfg.JoinCgroup = len(join)
 	err = nsenter.Start(st.Init.Pid, cmd)
 	syncC.Close()
 	specR.Close()
@@ -126,15 +154,12 @@ func (c *Container) Exec(ctx context.Context, p runtime.ProcessSpec, s runtime.S
 	if err != nil {
 		return fail(fmt.Errorf("exec in %s: send the config: %w", m.Name, err))
 	}
-	if !cmd.SysProcAttr.UseCgroupFD {
-		if cgErr != nil {
-			return fail(fmt.Errorf("exec in %s: its cgroup: %w", m.Name, cgErr))
-		}
+	if !cmd.SysProcAttr.UseCgroupFD && len(join) == 0 {
 		if err := cg.Add(cmd.Process.Pid); err != nil {
 			return fail(fmt.Errorf("exec in %s: %w", m.Name, err))
 		}
 	}
-	if _, err := syncP.Write([]byte{'g'}); err != nil {
+	if err := initproc.SendGo(syncP, join); err != nil {
 		return fail(fmt.Errorf("exec in %s: the exec stage died: %w", m.Name, err))
 	}
 	buf := make([]byte, 64<<10)

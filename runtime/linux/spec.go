@@ -127,6 +127,9 @@ func (r *Runtime) buildShimConfig(m *Meta, mounts []image.Mount, nw runtime.Netw
 	if err != nil {
 		return nil, fmt.Errorf("container %s: %w", m.Name, err)
 	}
+	// An --rm container's writable layer goes when it exits: no need to
+	// sync it (rootfs.Overlay.Volatile), which its exit would wait for.
+	ov.Volatile = s.AutoRemove
 	rc := rootfs.Config{
 		Root:       filepath.Join(dir, "rootfs"),
 		Overlay:    ov,

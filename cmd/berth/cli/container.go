@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -21,6 +23,19 @@ import (
 type exitError struct{ code int }
 
 func (e exitError) Error() string { return "" }
+
+// lazyGC lets a run or exec go without collections while its heap stays
+// small: such a command allocates a few MiB and is done in tens of ms,
+// where one collection cycle costs a millisecond or two of a 2-CPU host.
+// Above 64 MiB (a long attach) the memory limit brings the collector
+// back. GOGC or GOMEMLIMIT in the environment win.
+func lazyGC() {
+	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	debug.SetMemoryLimit(64 << 20)
+	debug.SetGCPercent(-1)
+}
 
 // openRuntime opens the state root, the image store and the runtime.
 func (g *globals) openRuntime() (*linux.Runtime, *local.Store, error) {

@@ -52,6 +52,7 @@ type execOpts struct {
 
 // execIn runs a command in c and returns its exit code as an exitError.
 func (g *globals) execIn(ctx context.Context, c *linux.Container, args []string, o execOpts) error {
+	lazyGC()
 	detach, interactive, tty, privileged, env, workdir, user := o.detach, o.interactive, o.tty, o.privileged, o.env, o.workdir, o.user
 	envv, err := mergeEnv(nil, nil, env, g.env)
 	if err != nil {

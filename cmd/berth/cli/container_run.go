@@ -137,6 +137,9 @@ func newRunCmd(g *globals, run bool) *cobra.Command {
 
 // runContainer is run and create.
 func (g *globals) runContainer(ctx context.Context, o *createOpts, ref string, cmdArgs []string, run bool) error {
+	if run {
+		lazyGC()
+	}
 	rt, store, err := g.openRuntime()
 	if err != nil {
 		return err
@@ -177,7 +180,9 @@ func (g *globals) runContainer(ctx context.Context, o *createOpts, ref string, c
 	spec.Image = img.ID
 	spec.ImageRef = ref
 	spec.Rootfs.ChainID = chain
-	spec.AutoRemove = o.rm && o.detach
+	// Attached, the CLI removes it (with its anonymous volumes) once it
+	// has the exit; the shim does when nobody waits (-d, or a later start).
+	spec.AutoRemove = o.rm
 	spec.OpenStdin = o.interactive
 	spec.StdinOnce = o.interactive && !o.detach
 	spec.OCI.Process.Terminal = o.tty

@@ -245,6 +245,59 @@ func (c *Cgroup) Add(pid int) error {
 	return nil
 }
 
+// ThreadFiles opens, on v1, the tasks file of each of the group's
+// hierarchies (O_WRONLY|O_CLOEXEC) for JoinThread. Moving a process with
+// cgroup.procs (Add) takes the kernel's global threadgroup lock, whose
+// first write waits for an RCU grace period (5-15 ms on a quiet host); a
+// thread that writes "0" to tasks moves itself alone and skips it. So a
+// process that is about to execve from its main thread (after which that
+// thread is the whole process) joins the group cheaply: the starter opens
+// these, hands them over, and the child calls JoinThread on that thread.
+// On v2 it returns nil (clone into the group with FD instead). Like Add,
+// a v1 group missing from some hierarchy refuses (ErrConflict).
+func (c *Cgroup) ThreadFiles() ([]*os.File, error) {
+	if c.unified {
+		return nil, nil
+	}
+	if len(c.missing) > 0 {
+		return nil, errdefs.Conflictf("cgroups: join %s: the group is missing from the %v hierarchies, so it would not confine the process: delete and re-create it", c, c.missing)
+	}
+	var out []*os.File
+	for _, d := range c.dirs {
+		f, err := os.OpenFile(filepath.Join(d, "tasks"), os.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			for _, o := range out {
+				o.Close()
+			}
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, errdefs.NotFoundf("cgroups: join %s: the group was removed (%w): create it again", c, err)
+			}
+			return nil, fmt.Errorf("cgroups: join %s: %w", c, err)
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// JoinThread moves the calling OS thread, and only it, into the group
+// whose tasks files (ThreadFiles) fds are: "0" names the writer. The
+// caller must be locked to its thread and exec from it (or make sure its
+// other threads need no confinement).
+func JoinThread(fds []int) error {
+	for _, fd := range fds {
+		for {
+			_, err := unix.Write(fd, []byte("0"))
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, unix.EINTR) {
+				return fmt.Errorf("cgroups: join the container's cgroup: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
 // FD returns, on cgroup v2, an O_PATH|O_DIRECTORY|O_CLOEXEC fd of the group
 // directory for clone3's CLONE_INTO_CGROUP (syscall.SysProcAttr.UseCgroupFD
 // and CgroupFD). The Cgroup owns it: it stays valid until Close or Delete.

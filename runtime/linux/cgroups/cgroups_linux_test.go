@@ -640,3 +640,101 @@ func TestV2OnHybridUnifiedMount(t *testing.T) {
 		checkKillWhileFrozen(t, create(t, parent, Resources{}))
 	})
 }
+
+// joinChildEnv makes the test binary the helper of
+// TestJoinThreadMovesOnlyTheCaller: its main thread joins the group of
+// the tasks files at fds 3.. and it prints the cgroups of its main thread,
+// then of every other thread.
+const joinChildEnv = "CGROUPS_JOIN_CHILD"
+
+func TestMain(m *testing.M) {
+	n, err := strconv.Atoi(os.Getenv(joinChildEnv))
+	if err != nil {
+		os.Exit(m.Run())
+	}
+	runtime.LockOSThread()
+	fds := make([]int, n)
+	for i := range fds {
+		fds[i] = 3 + i
+	}
+	if err := JoinThread(fds); err != nil {
+		os.Stdout.WriteString("error: " + err.Error() + "\n")
+		os.Exit(1)
+	}
+	self, _ := os.ReadFile("/proc/thread-self/cgroup")
+	os.Stdout.Write(self)
+	tasks, _ := os.ReadDir("/proc/self/task")
+	for _, task := range tasks {
+		if task.Name() != strconv.Itoa(unix.Gettid()) {
+			b, _ := os.ReadFile("/proc/self/task/" + task.Name() + "/cgroup")
+			os.Stdout.WriteString("--- other thread\n")
+			os.Stdout.Write(b)
+		}
+	}
+	os.Exit(0)
+}
+
+// TestJoinThreadMovesOnlyTheCaller: on v1 a thread that writes the tasks
+// files of ThreadFiles is in the group in every hierarchy, and the
+// process's other threads are not (init and exec join this way from the
+// main thread and then execve from it); on v2 there are no such files
+// (clone into the group instead).
+func TestJoinThreadMovesOnlyTheCaller(t *testing.T) {
+	testutil.RequireRoot(t)
+	parent := testParent(t)
+	cg := create(t, parent, Resources{})
+	files, err := cg.ThreadFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	if cg.Unified() {
+		if files != nil {
+			t.Fatalf("v2: ThreadFiles = %d files, want none", len(files))
+		}
+		return
+	}
+	if len(files) != len(cg.Paths()) {
+		t.Fatalf("%d tasks files for %d hierarchies", len(files), len(cg.Paths()))
+	}
+	for _, f := range files {
+		if fl, _ := unix.FcntlInt(f.Fd(), unix.F_GETFD, 0); fl&unix.FD_CLOEXEC == 0 {
+			t.Error("a tasks file is not close-on-exec")
+		}
+	}
+	cmd := exec.Command("/proc/self/exe", "-test.run=^$")
+	cmd.Env = append(os.Environ(), joinChildEnv+"="+strconv.Itoa(len(files)))
+	cmd.ExtraFiles = files
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("helper: %v\n%s", err, out)
+	}
+	self, others, _ := strings.Cut(string(out), "--- other thread\n")
+	want := cg.String()
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(self), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) == 3 && f[1] != "" && !strings.HasPrefix(f[1], "name=") {
+			if f[2] != want {
+				t.Errorf("joined thread: %s, want %s", line, want)
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatalf("joined thread in no v1 hierarchy:\n%s", out)
+	}
+	if others == "" {
+		t.Fatalf("the helper has no other thread to compare with:\n%s", out)
+	}
+	if strings.Contains(others, want) {
+		t.Errorf("another thread of the process moved too:\n%s", out)
+	}
+	if p, err := cg.Pids(); err != nil || len(p) != 0 {
+		t.Errorf("after the helper exited, Pids() = %v, %v", p, err)
+	}
+}

@@ -57,14 +57,50 @@ func CopyFileShared(path string, find func(name string, size int64) *os.File) (*
 	if err := unix.Fstat(int(src.Fd()), &st); err != nil {
 		return nil, fmt.Errorf("exeseal: %s: %w", path, err)
 	}
-	sum := sha256.Sum256(fmt.Appendf(nil, "%d:%d:%d:%d.%d:%d:%d", st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec, off, n))
-	name := "berth-roles-" + hex.EncodeToString(sum[:8])
+	name := identity(&st, off, n)
 	if find != nil {
 		if f := find(name, n); f != nil {
 			return f, nil
 		}
 	}
 	return newCopy(src, off, n, name)
+}
+
+// identity names the sealed copy of the roles program at off, n of the
+// file st describes.
+func identity(st *unix.Stat_t, off, n int64) string {
+	sum := sha256.Sum256(fmt.Appendf(nil, "%d:%d:%d:%d.%d:%d:%d", st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec, off, n))
+	return "berth-roles-" + hex.EncodeToString(sum[:8])
+}
+
+// SameProgram reports whether pid runs the sealed copy CopyFileShared
+// makes of the berth binary at path: the same roles program, speaking
+// the same protocol as the caller's. A process started by another berth
+// binary (an older one, before an upgrade) does not.
+func SameProgram(pid int, path string) bool {
+	src, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer src.Close()
+	var st unix.Stat_t
+	if seals, err := unix.FcntlInt(src.Fd(), unix.F_GET_SEALS, 0); err == nil && seals&Seals == Seals {
+		// path is itself a sealed copy (a shim's /proc/self/exe).
+		if unix.Fstat(int(src.Fd()), &st) != nil {
+			return false
+		}
+		var pst unix.Stat_t
+		if unix.Stat("/proc/"+strconv.Itoa(pid)+"/exe", &pst) != nil {
+			return false
+		}
+		return st.Dev == pst.Dev && st.Ino == pst.Ino
+	}
+	off, n, err := rolesSection(src)
+	if err != nil || unix.Fstat(int(src.Fd()), &st) != nil {
+		return false
+	}
+	l, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
+	return err == nil && l == "/memfd:"+identity(&st, off, n)+" (deleted)"
 }
 
 // OpenShared opens pid's program if it is the sealed copy called name,

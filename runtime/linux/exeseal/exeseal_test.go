@@ -133,3 +133,43 @@ func TestSharedCopyIsReused(t *testing.T) {
 		t.Errorf("shared copy seals %#x", seals)
 	}
 }
+
+// TestSameProgram: a process running the sealed copy of a binary is the
+// same program as that binary, and as the copy itself; not as another
+// build (here: the same bytes at another path).
+func TestSameProgram(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := CopyFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command(Path(f), "-test.run=^$")
+	cmd.Env = append(os.Environ(), "EXESEAL_CHILD=wait")
+	in, _ := cmd.StdinPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { in.Close(); cmd.Wait() }()
+	pid := cmd.Process.Pid
+	if !SameProgram(pid, self) {
+		t.Error("the sealed copy of the binary is not the same program as the binary")
+	}
+	if !SameProgram(pid, Path(f)) {
+		t.Error("the sealed copy is not the same program as itself")
+	}
+	other := t.TempDir() + "/other"
+	b, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(other, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if SameProgram(pid, other) {
+		t.Error("another build counts as the same program")
+	}
+}

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"berth.dev/berth/runtime/linux/caps"
+	"berth.dev/berth/runtime/linux/cgroups"
 	"berth.dev/berth/runtime/linux/rootfs"
 	"berth.dev/berth/runtime/linux/seccomp"
 )
@@ -60,6 +61,12 @@ type Config struct {
 	Rows, Cols  uint16 // its size at start
 	CgroupNS    bool   // unshare the cgroup namespace once in the cgroup (v2)
 	Loopback    bool   // bring lo up (a private network namespace)
+
+	// JoinCgroup is the number of cgroup v1 tasks files that come with
+	// "go" (SCM_RIGHTS): the process's main thread, the one that execs,
+	// joins the cgroup through them (cgroups.JoinThread) instead of being
+	// moved by its starter. 0: the starter placed it.
+	JoinCgroup int `json:",omitempty"`
 }
 
 // Failure is what init reports on the sync socket when it cannot exec.
@@ -119,9 +126,8 @@ func run(exec bool) (f *Failure) {
 	if err != nil {
 		return fail(125, "init: read the container config: %v", err)
 	}
-	var b [1]byte
-	if n, err := unix.Read(SyncFD, b[:]); n != 1 {
-		return fail(125, "init: berth did not say go: %v", err)
+	if f := awaitGo(cfg.JoinCgroup); f != nil {
+		return f
 	}
 	if exec {
 		if err := ApplyRlimits(cfg.Rlimits); err != nil {
@@ -131,6 +137,68 @@ func run(exec bool) (f *Failure) {
 		return launch(&cfg, false, false)
 	}
 	return start(&cfg)
+}
+
+// SendGo is the starter's side of awaitGo: it writes "go" on the sync
+// socket, with the cgroup tasks files of Config.JoinCgroup (SCM_RIGHTS)
+// when there are any.
+func SendGo(sock *os.File, fds []*os.File) error {
+	var oob []byte
+	if len(fds) > 0 {
+		n := make([]int, len(fds))
+		for i, f := range fds {
+			n[i] = int(f.Fd())
+		}
+		oob = unix.UnixRights(n...)
+	}
+	for {
+		err := unix.Sendmsg(int(sock.Fd()), []byte{'g'}, oob, nil, 0)
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+}
+
+// awaitGo waits for the one-byte "go" on the sync socket; with join > 0
+// it carries that many cgroup tasks files, which this thread (the main
+// one, which execs) joins.
+func awaitGo(join int) *Failure {
+	var b [1]byte
+	oob := make([]byte, unix.CmsgSpace(4*max(join, 1)))
+	n, oobn, flags, _, err := unix.Recvmsg(SyncFD, b[:], oob, unix.MSG_CMSG_CLOEXEC)
+	for errors.Is(err, unix.EINTR) {
+		n, oobn, flags, _, err = unix.Recvmsg(SyncFD, b[:], oob, unix.MSG_CMSG_CLOEXEC)
+	}
+	var fds []int
+	if err == nil && oobn > 0 {
+		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+		for _, m := range msgs {
+			if got, err := unix.ParseUnixRights(&m); err == nil {
+				fds = append(fds, got...)
+			}
+		}
+	}
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	if n != 1 {
+		return fail(125, "init: berth did not say go: %v", err)
+	}
+	if join == 0 {
+		if len(fds) > 0 {
+			return fail(125, "init: unexpected fds with go")
+		}
+		return nil
+	}
+	if len(fds) != join || flags&unix.MSG_CTRUNC != 0 {
+		return fail(125, "init: cgroup: got %d of %d cgroup files with go", len(fds), join)
+	}
+	if err := cgroups.JoinThread(fds); err != nil {
+		return fail(125, "init: %v", err)
+	}
+	return nil
 }
 
 func start(cfg *Config) *Failure {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -19,6 +20,15 @@ type Overlay struct {
 	Upper    string
 	Work     string
 	ReadOnly bool // mount read-only even with an upper dir (read_only: true)
+	// Volatile mounts with overlayfs's "volatile" option (Linux 5.10):
+	// no sync of the upper filesystem, neither the container's fsyncs nor
+	// the whole-filesystem sync overlayfs does when the mount goes away
+	// (which a container's exit waits for). For a container whose
+	// writable layer is thrown away when it exits (--rm): its content
+	// need not survive a crash. overlayfs marks such a work dir (work/
+	// incompat/volatile) and refuses it afterwards; the marker is cleared
+	// before each volatile mount, as the layer is disposable by contract.
+	Volatile bool
 }
 
 // ErrUnsupported is returned when the kernel cannot express the mount.
@@ -76,6 +86,13 @@ func mountNewAPI(o Overlay, target string) error {
 		if err := set("workdir", o.Work); err != nil {
 			return err
 		}
+		if o.Volatile {
+			clearVolatileMarker(o.Work)
+			// A kernel without it (before 5.10) mounts as usual.
+			if err := unix.FsconfigSetFlag(fsfd, "volatile"); err != nil && !errors.Is(err, unix.EINVAL) {
+				return fmt.Errorf("overlay option volatile: %w%s", err, fsLog(fsfd))
+			}
+		}
 	}
 	if err := unix.FsconfigCreate(fsfd); err != nil {
 		return fmt.Errorf("create overlay: %w%s", err, fsLog(fsfd))
@@ -118,18 +135,36 @@ func mountLegacy(o Overlay, target string) error {
 	if o.Upper != "" {
 		opts += ",upperdir=" + o.Upper + ",workdir=" + o.Work
 	}
+	if o.Upper != "" && o.Volatile {
+		clearVolatileMarker(o.Work)
+		if err := unix.Mount("overlay", target, "overlay", flagsOf(o), opts+",volatile"); err == nil {
+			return nil
+		}
+	}
 	if len(opts) >= os.Getpagesize() {
 		return fmt.Errorf("%w: %d layers need an option string of %d bytes and this kernel lacks lowerdir+ (Linux 6.8)",
 			ErrUnsupported, len(o.Lower), len(opts))
 	}
-	var flags uintptr
-	if o.ReadOnly || o.Upper == "" {
-		flags |= unix.MS_RDONLY
-	}
-	if err := unix.Mount("overlay", target, "overlay", flags, opts); err != nil {
+	if err := unix.Mount("overlay", target, "overlay", flagsOf(o), opts); err != nil {
 		return fmt.Errorf("mount overlay at %s: %w", target, err)
 	}
 	return nil
+}
+
+func flagsOf(o Overlay) uintptr {
+	if o.ReadOnly || o.Upper == "" {
+		return unix.MS_RDONLY
+	}
+	return 0
+}
+
+// clearVolatileMarker removes the mark a volatile mount of work leaves,
+// work/incompat/volatile/dirty (overlayfs refuses to mount a work dir that
+// has it). work is a dir of berth's state root that no container sees.
+func clearVolatileMarker(work string) {
+	dir := filepath.Join(work, "work", "incompat", "volatile")
+	unix.Unlink(filepath.Join(dir, "dirty"))
+	unix.Rmdir(dir)
 }
 
 func bindReadOnly(src, target string) error {

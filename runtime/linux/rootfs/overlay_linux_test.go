@@ -191,3 +191,40 @@ func TestMountErrorsSayWhy(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestVolatileMountsAgain: a Volatile overlay is mounted with overlayfs's
+// volatile option (no sync of the upper dir), and the same upper and work
+// dirs mount volatile again after it (a restart), though overlayfs marks a
+// work dir it used that way.
+func TestVolatileMountsAgain(t *testing.T) {
+	testutil.RequireRoot(t)
+	base := t.TempDir()
+	o := Overlay{Lower: []string{filepath.Join(base, "l1"), filepath.Join(base, "l2")}, Upper: filepath.Join(base, "upper"), Work: filepath.Join(base, "work"), Volatile: true}
+	for _, d := range append(o.Lower, o.Upper, o.Work) {
+		os.Mkdir(d, 0o755)
+	}
+	target := filepath.Join(base, "mnt")
+	os.Mkdir(target, 0o755)
+	for i := 0; i < 2; i++ {
+		if err := MountOverlay(o, target); err != nil {
+			t.Fatalf("mount %d: %v", i+1, err)
+		}
+		b, _ := os.ReadFile("/proc/self/mountinfo")
+		var line string
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, " "+target+" ") {
+				line = l
+			}
+		}
+		if !strings.Contains(line, "volatile") {
+			Unmount(target)
+			t.Fatalf("mount %d is not volatile: %q", i+1, line)
+		}
+		if err := os.WriteFile(filepath.Join(target, "f"), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := Unmount(target); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -157,7 +157,10 @@ func (s *shim) run(report *os.File) error {
 		return err
 	}
 	sendReport(report, linux.ShimReport{Pid: started.st.Init.Pid})
-	trimImage()
+	// Off the exit path of a short-lived container: trimming unmaps the
+	// program, which the shim then faults back in to reap and record.
+	trim := time.AfterFunc(trimDelay, trimImage)
+	defer trim.Stop()
 	s.supervise(started)
 	return nil
 }
@@ -348,20 +351,42 @@ func (s *shim) start() (*running, error) {
 		cmd.Wait()
 		return nil, e
 	}
-	err = json.NewEncoder(specW).Encode(s.cfg.Init)
+	// On v1, init's main thread (the one that execs the command) joins the
+	// cgroup itself through the tasks files sent with "go": moving the
+	// whole process would take the kernel's threadgroup lock and wait for
+	// an RCU grace period. The reaper (init: true) lives on with all its
+	// threads, so it is moved whole.
+	ic := s.cfg.Init
+	var join []*os.File
+	defer func() {
+		for _, f := range join {
+			f.Close()
+		}
+	}()
+	if !intoCgroup {
+		if err := getCgroup(); err != nil {
+			specW.Close()
+			return fail(err)
+		}
+		if !ic.Init {
+			if join, err = cg.ThreadFiles(); err != nil {
+				specW.Close()
+				return fail(fmt.Errorf("cgroup: %w", err))
+			}
+			ic.JoinCgroup = len(join)
+		}
+	}
+	err = json.NewEncoder(specW).Encode(ic)
 	specW.Close()
 	if err != nil {
 		return fail(fmt.Errorf("send the config to init: %w", err))
 	}
-	if !intoCgroup {
-		if err := getCgroup(); err != nil {
-			return fail(err)
-		}
+	if !intoCgroup && ic.JoinCgroup == 0 {
 		if err := cg.Add(pid); err != nil {
 			return fail(fmt.Errorf("cgroup: %w", err))
 		}
 	}
-	if _, err := syncP.Write([]byte{'g'}); err != nil {
+	if err := initproc.SendGo(syncP, join); err != nil {
 		return fail(fmt.Errorf("init exited before setup: %w", err))
 	}
 	if err := s.awaitExec(cmd, syncP, run); err != nil {
@@ -448,7 +473,9 @@ func (s *shim) supervise(run *running) {
 	if s.cfg.AwaitAttach {
 		s.hub.awaitServed(5 * time.Second)
 	}
-	if s.cfg.AutoRemove {
+	// An attached starter (run --rm) removes the container itself once it
+	// read the exit, with its anonymous volumes.
+	if s.cfg.AutoRemove && !s.cfg.AwaitAttach {
 		if c, err := s.rt.Find(s.id); err == nil {
 			c.Remove(context.Background(), runtime.RemoveOptions{})
 		}

@@ -5,9 +5,14 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
+
+// trimDelay is how long after the start the shim trims its image: a
+// container that ends sooner never pays for it.
+const trimDelay = 250 * time.Millisecond
 
 // trimImage drops this process's page-table entries for its own program
 // image once startup is done. The shim runs from a memfd whose pages are
