@@ -86,6 +86,20 @@ func TestRegistryRoundTripMustKeepTheImage(t *testing.T) {
 	if res = a.Run("image", "push", ref); res.Code != 0 || !strings.Contains(res.Stderr, "Layer already exists") {
 		t.Errorf("second push: %d\n%s", res.Code, res.Stderr)
 	}
+	// A compressed layer survives a GC (a prune) while
+	// its layer is in use: the next push does not compress again.
+	a.Must("image", "prune", "-f")
+	cache, _ := os.ReadFile(filepath.Join(a.Path, "registry", "layers.json"))
+	var entries map[string]struct{ Digest string }
+	json.Unmarshal(cache, &entries)
+	for _, e := range entries {
+		if _, err := os.Stat(filepath.Join(a.Path, "content", "blobs", "sha256", strings.TrimPrefix(e.Digest, "sha256:"))); err != nil {
+			t.Errorf("GC removed the pushed compressed layer %s: %v", e.Digest, err)
+		}
+	}
+	if len(entries) == 0 {
+		t.Errorf("no layer cache after a push: %s", cache)
+	}
 	id := imageID(t, a, ref)
 
 	b := testutil.NewRoot(t)

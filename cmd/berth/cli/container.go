@@ -15,6 +15,7 @@ import (
 	"berth.dev/berth/cmd/berth/display"
 	"berth.dev/berth/image/local"
 	"berth.dev/berth/internal/state"
+	"berth.dev/berth/registry"
 	"berth.dev/berth/runtime"
 	"berth.dev/berth/runtime/linux"
 )
@@ -47,6 +48,8 @@ func (g *globals) openRuntime() (*linux.Runtime, *local.Store, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// GC keeps the compressed layers pushes made while their layer is used.
+	store.Retain = func() (map[digest.Digest]digest.Digest, error) { return registry.CachedLayers(layerCachePath(root)) }
 	rt := linux.New(root, store.Snapshots(), linux.Options{Binary: g.env["BERTH_SHIM_BINARY"]})
 	store.InUse = func(ctx context.Context, id digest.Digest) ([]string, error) {
 		infos, err := rt.List(ctx, runtime.Filter{})

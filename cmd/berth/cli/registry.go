@@ -30,7 +30,7 @@ func (g *globals) registryOptions() (registry.Options, error) {
 	if err != nil {
 		return registry.Options{}, err
 	}
-	o := registry.Options{ConfigDir: g.env["DOCKER_CONFIG"], LayerCache: filepath.Join(root.Path, "registry", "layers.json")}
+	o := registry.Options{ConfigDir: g.env["DOCKER_CONFIG"], LayerCache: layerCachePath(root)}
 	if o.ConfigDir == "" {
 		if home := g.env["HOME"]; home != "" {
 			o.ConfigDir = filepath.Join(home, ".docker")
@@ -42,6 +42,12 @@ func (g *globals) registryOptions() (registry.Options, error) {
 		}
 	}
 	return o, nil
+}
+
+// layerCachePath is where pushes remember the compressed copy of each
+// layer (registry.Options.LayerCache).
+func layerCachePath(root *state.Root) string {
+	return filepath.Join(root.Path, "registry", "layers.json")
 }
 
 // pullDisplay shows a pull's or push's progress: on a terminal one line
