@@ -192,15 +192,6 @@ func (c *countingContent) Put(ctx context.Context, r io.Reader) (digest.Digest, 
 	return c.ContentStore.(putter).Put(ctx, r)
 }
 
-// blobCount is the number of blobs in the store's content store.
-func blobCount(t testing.TB, cs image.ContentStore) int {
-	n := 0
-	if err := cs.Walk(context.Background(), func(digest.Digest, int64) error { n++; return nil }); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 // ingestEmpty checks no partial blob is left in ROOT/content/ingest.
 func ingestEmpty(t testing.TB, root string) {
 	t.Helper()

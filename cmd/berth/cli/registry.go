@@ -54,15 +54,14 @@ func layerCachePath(root *state.Root) string {
 // per layer redrawn in place (status, bytes, rate), elsewhere one line
 // per layer and status change.
 type pullDisplay struct {
-	w      io.Writer
-	tty    bool
-	quiet  bool
-	mu     sync.Mutex
-	order  []string
-	lines  map[string]*layerLine
-	drawn  int
-	last   time.Time
-	prefix string // set when several images share the display
+	w     io.Writer
+	tty   bool
+	quiet bool
+	mu    sync.Mutex
+	order []string
+	lines map[string]*layerLine
+	drawn int
+	last  time.Time
 }
 
 type layerLine struct {
