@@ -371,54 +371,14 @@ func (ss *session) layers(ctx context.Context, s Store, p *remote.Puller, repo n
 			ss.o.emit(Progress{Ref: ss.ref, ID: shortID(l.Digest), Status: "Waiting"})
 		}
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	sem := make(chan struct{}, jobs)
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
-	for _, l := range missing {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
+	err = ss.parallel(ctx, "pull "+ss.ref, len(missing), func(ctx context.Context, i int) error {
+		if err := ss.fetchLayer(ctx, cs, p, repo, missing[i]); err != nil {
+			return err
 		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Add(1)
-		go func(l ocispec.Descriptor) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			err := ss.fetchLayer(ctx, cs, p, repo, l)
-			if err == nil {
-				arrived(l.Digest, true)
-			}
-			if err != nil {
-				mu.Lock()
-				if len(errs) == 0 || !errors.Is(err, errdefs.ErrCanceled) {
-					errs = append(errs, err)
-				}
-				mu.Unlock()
-				cancel()
-			}
-		}(l)
-	}
-	wg.Wait()
-	if len(errs) > 0 {
-		// The first failure canceled the others; report it, not them.
-		for _, e := range errs {
-			if !errdefs.IsCanceled(e) {
-				return fetched, present, missing, e
-			}
-		}
-		return fetched, present, missing, errs[0]
-	}
-	if err := ctx.Err(); err != nil {
-		return fetched, present, missing, classify("pull "+ss.ref, ss.host, err)
-	}
-	return fetched, present, missing, nil
+		arrived(missing[i].Digest, true)
+		return nil
+	})
+	return fetched, present, missing, err
 }
 
 func (ss *session) fetchLayer(ctx context.Context, cs image.ContentStore, p *remote.Puller, repo name.Repository, l ocispec.Descriptor) error {

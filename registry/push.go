@@ -113,7 +113,7 @@ func (ss *session) push(ctx context.Context, s Store) (PushResult, error) {
 	}
 	cache := &layerCache{path: ss.o.LayerCache}
 	var pushed, skipped atomic.Int64
-	err = ss.parallel(ctx, len(layers), func(ctx context.Context, i int) error {
+	err = ss.parallel(ctx, "push "+ss.ref, len(layers), func(ctx context.Context, i int) error {
 		l := layers[i]
 		if err := ss.blobFor(ctx, s.Content(), cache, l, docker); err != nil {
 			return err
@@ -157,16 +157,17 @@ func (ss *session) push(ctx context.Context, s Store) (PushResult, error) {
 	return res, nil
 }
 
-// parallel runs fn for 0..n-1, o.Jobs at a time; the first error cancels
-// the rest and is returned.
-func (ss *session) parallel(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
+// parallel runs fn for 0..n-1, o.Jobs at a time; the first failure
+// cancels the rest and is what is returned (not the cancellations it
+// caused). what names the operation when ctx itself ends.
+func (ss *session) parallel(ctx context.Context, what string, n int, fn func(ctx context.Context, i int) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sem := make(chan struct{}, ss.o.jobs())
 	var (
-		wg    sync.WaitGroup
-		once  sync.Once
-		first error
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
 	)
 	for i := 0; i < n; i++ {
 		select {
@@ -181,17 +182,24 @@ func (ss *session) parallel(ctx context.Context, n int, fn func(ctx context.Cont
 			defer wg.Done()
 			defer func() { <-sem }()
 			if err := fn(ctx, i); err != nil {
-				once.Do(func() { first = err })
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
 				cancel()
 			}
 		}(i)
 	}
 	wg.Wait()
-	if first != nil {
-		return first
+	for _, e := range errs {
+		if !errdefs.IsCanceled(e) {
+			return e
+		}
+	}
+	if len(errs) > 0 {
+		return errs[0]
 	}
 	if err := ctx.Err(); err != nil {
-		return classify("push "+ss.ref, ss.host, err)
+		return classify(what, ss.host, err)
 	}
 	return nil
 }
