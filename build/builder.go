@@ -60,6 +60,9 @@ type Builder struct {
 	Cache  *Cache
 	// Env looks up the caller's environment (build args without a value).
 	Env func(string) (string, bool)
+	// Pull fetches a base image from its registry (nil: local images
+	// only); a FROM image that is missing, or every one with --pull.
+	Pull func(ctx context.Context, ref string) (image.Image, error)
 
 	mu       sync.Mutex
 	inflight map[string]chan struct{} // cache keys a step is making now
@@ -556,12 +559,18 @@ func (r *run) from(ctx context.Context, sr *stageRun, base string) (*stageState,
 		s.conf.RootFS.Type = "layers"
 		return s, nil
 	}
-	if r.o.Pull {
-		r.note(fmt.Sprintf("%s: --pull: berth has no registry client yet; the local %s is used", r.df.Name, base))
-	}
 	img, err := r.b.Store.Get(ctx, base)
+	if r.b.Pull != nil && (r.o.Pull || errdefs.IsNotFound(err)) {
+		if pulled, perr := r.b.Pull(ctx, base); perr == nil {
+			img, err = pulled, nil
+		} else if err == nil {
+			r.note(fmt.Sprintf("%s: --pull %s failed (%v); the local image is used", r.df.Name, base, perr))
+		} else {
+			return nil, fmt.Errorf("base image %s is not present locally and could not be pulled: %w", base, perr)
+		}
+	}
 	if errdefs.IsNotFound(err) {
-		return nil, errdefs.NotFoundf("base image %s is not present locally: import or load it first (berth image import FILE %s)", base, base)
+		return nil, errdefs.NotFoundf("base image %s is not present locally: pull, import or load it first (berth image pull %s)", base, base)
 	}
 	if err != nil {
 		return nil, err

@@ -130,6 +130,15 @@ func TestRegistryRoundTripMustKeepTheImage(t *testing.T) {
 	if res = run("pull"); res.Code != 0 {
 		t.Errorf("compose pull: %s", res.Stderr)
 	}
+	// A build whose base image is only in the registry pulls it.
+	c := testutil.NewRoot(t)
+	c.Must("image", "rm", "busybox")
+	ctxDir := t.TempDir()
+	os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte("FROM "+ref+"\nRUN echo built > /built\n"), 0o644)
+	res = c.Run("image", "build", "-t", "onpulled:1", ctxDir)
+	if res.Code != 0 || !strings.Contains(res.Stderr, "Pull complete") {
+		t.Errorf("build FROM a registry image: %d\n%s", res.Code, res.Stderr)
+	}
 	res = b.Run("image", "pull", host+"/demo/missing:1")
 	if res.Code == 0 || !strings.Contains(res.Stderr, "demo/missing") {
 		t.Errorf("pull of a missing repository: %d\n%s", res.Code, res.Stderr)

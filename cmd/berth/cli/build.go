@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"berth.dev/berth/build"
+	"berth.dev/berth/image"
 	"berth.dev/berth/internal/errdefs"
 	"berth.dev/berth/internal/state"
 	"berth.dev/berth/reconcile"
@@ -39,6 +40,10 @@ func (g *globals) builder() (*build.Builder, error) {
 		Store:  store,
 		Worker: &buildWorker{g: g, rt: rt, store: store},
 		Cache:  cache,
+		Pull: func(ctx context.Context, ref string) (image.Image, error) {
+			res, err := g.pullImage(ctx, store, ref, "", g.newPullDisplay(false))
+			return res.Image, err
+		},
 		Env: func(k string) (string, bool) {
 			v, ok := g.env[k]
 			return v, ok
@@ -59,7 +64,7 @@ func (f *buildFlags) add(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringArrayVar(&f.buildArgs, "build-arg", nil, "Set build-time variables (KEY=VALUE, or KEY to take it from the environment)")
 	fl.BoolVar(&f.noCache, "no-cache", false, "Do not use cache when building the image")
-	fl.BoolVar(&f.pull, "pull", false, "Always attempt to pull a newer version of the image (berth has no registry client yet: local images are used, with a note)")
+	fl.BoolVar(&f.pull, "pull", false, "Always attempt to pull a newer version of the base images")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "Suppress the build output and print image ID on success")
 	fl.StringVar(&f.progress, "progress", "auto", `Set type of progress output ("auto", "plain", "tty", "quiet"); tty prints the same step lines as plain`)
 }
