@@ -97,6 +97,12 @@ func (r *Root) Run(args ...string) Result {
 	return r.RunEnv(nil, args...)
 }
 
+// NoEgress is environment that sends any HTTP(S) request berth makes to
+// a host other than loopback (a registry on the internet, an ADD URL) to
+// a closed local port: a test that would reach out fails at once
+// instead, and no traffic leaves the machine.
+var NoEgress = []string{"HTTPS_PROXY=http://127.0.0.1:1", "HTTP_PROXY=http://127.0.0.1:1", "NO_PROXY=127.0.0.1,localhost,::1"}
+
 // RunEnv is Run with extra environment.
 func (r *Root) RunEnv(env []string, args ...string) Result {
 	r.t.Helper()
@@ -108,7 +114,7 @@ func (r *Root) RunInput(env []string, stdin io.Reader, args ...string) Result {
 	r.t.Helper()
 	cmd := exec.Command(r.Bin, args...)
 	cmd.Stdin = stdin
-	cmd.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "BERTH_ROOT=" + r.Path}, env...)
+	cmd.Env = append(append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "BERTH_ROOT=" + r.Path}, NoEgress...), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -205,11 +206,16 @@ func TestVolatileMountsAgain(t *testing.T) {
 	}
 	target := filepath.Join(base, "mnt")
 	os.Mkdir(target, 0o755)
+	// The mount is made in this thread's mount namespace, which other
+	// tests of the package may have left different from the main
+	// thread's: read this thread's mount table.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	for i := 0; i < 2; i++ {
 		if err := MountOverlay(o, target); err != nil {
 			t.Fatalf("mount %d: %v", i+1, err)
 		}
-		b, _ := os.ReadFile("/proc/self/mountinfo")
+		b, _ := os.ReadFile("/proc/thread-self/mountinfo")
 		var line string
 		for _, l := range strings.Split(string(b), "\n") {
 			if strings.Contains(l, " "+target+" ") {
