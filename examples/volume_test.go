@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"berth.dev/berth/internal/testutil"
 )
@@ -277,5 +278,26 @@ func TestEmptyVolumeMustTakeTheImageDirsOwner(t *testing.T) {
 	out := r.Must("container", "run", "--rm", "-v", "owned-data:/data", "owned:1", "stat", "-c", "%U:%G %a", "/data")
 	if out != "nobody:nogroup 700\n" {
 		t.Errorf("the empty volume at /data: %q, want the image dir's nobody:nogroup 700", out)
+	}
+}
+
+// TestDetachedRmMustRemoveItsAnonymousVolumes: run -d --rm's shim removes
+// the container; the next command that opens the volumes removes the
+// anonymous volumes it had (issue 8's gap: they were left behind).
+func TestDetachedRmMustRemoveItsAnonymousVolumes(t *testing.T) {
+	r := testutil.NewRoot(t)
+	r.Must("volume", "create", "kept")
+	t.Cleanup(func() { r.Run("volume", "rm", "-f", "kept") })
+	r.Must("container", "run", "-d", "--rm", "-v", "/data", "-v", "kept:/kept", "busybox", "true")
+	began := time.Now()
+	for r.Must("container", "ps", "-aq") != "" {
+		if time.Since(began) > 10*time.Second {
+			t.Fatal("the --rm container was not removed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(time.Until(began.Add(2500 * time.Millisecond)))
+	if out := r.Must("volume", "ls", "-q"); out != "kept\n" {
+		t.Errorf("volumes after the --rm container went: %q, want only the named one", out)
 	}
 }

@@ -44,6 +44,11 @@ type Filter struct{ Labels map[string]string }
 const (
 	LabelAnonymous    = "com.docker.volume.anonymous"
 	LabelAnonymousFor = "dev.berth.anonymous-for"
+	// LabelAutoRemove marks an anonymous volume of a --rm container: it
+	// goes once no container uses it (run -d --rm: the shim removes the
+	// container, and the next berth command that opens the volumes
+	// removes its volumes).
+	LabelAutoRemove = "dev.berth.auto-remove"
 )
 
 // File is one secret or config to write for a container: its content

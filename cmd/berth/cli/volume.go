@@ -48,7 +48,28 @@ func (g *globals) openVolumes() (*vlocal.Manager, error) {
 		}
 		return users[name], nil
 	}
+	g.sweepAutoRemoved(context.Background(), vm)
 	return vm, nil
+}
+
+// sweepAutoRemoved removes the anonymous volumes of --rm containers that
+// are gone: a detached --rm container is removed by its shim, which
+// cannot reach the volumes. A volume younger than a few seconds is left
+// alone (its container may be being created right now).
+func (g *globals) sweepAutoRemoved(ctx context.Context, vm *vlocal.Manager) {
+	vols, err := vm.List(ctx, volumes.Filter{Labels: map[string]string{volumes.LabelAutoRemove: "true"}})
+	if err != nil || len(vols) == 0 {
+		return
+	}
+	users, err := g.volumeUsers(ctx, vm)
+	if err != nil {
+		return
+	}
+	for _, v := range vols {
+		if v.Anonymous && time.Since(v.Created) > 2*time.Second && len(users[v.Name]) == 0 {
+			vm.Remove(ctx, v.Name) // in use after all (a race): ErrConflict, kept
+		}
+	}
 }
 
 // volumeUsers maps each volume's name to the containers (names) whose
@@ -374,6 +395,9 @@ func (g *globals) anonymousVolumeMount(o *createOpts, dst string, ro, nocopy boo
 		return specs.Mount{}, err
 	}
 	labels := map[string]string{volumes.LabelAnonymous: ""}
+	if o.rm {
+		labels[volumes.LabelAutoRemove] = "true"
+	}
 	if o.name != "" {
 		labels[volumes.LabelAnonymousFor] = o.name + ":" + dst
 	}
