@@ -612,6 +612,12 @@ func (g *globals) attachUp(ctx context.Context, e *composeEnv, services, scope [
 		}
 		return nil
 	}
+	return g.stopAttached(ctx, e, watch, opt.Timeout)
+}
+
+// stopAttached is what attached up does on Ctrl+C: stop the services
+// gracefully, and kill them on a second Ctrl+C (exit 130).
+func (g *globals) stopAttached(ctx context.Context, e *composeEnv, services []string, timeout *time.Duration) error {
 	fmt.Fprintln(g.stderr, "Gracefully stopping... (press Ctrl+C again to force)")
 	again := make(chan os.Signal, 1)
 	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
@@ -619,17 +625,18 @@ func (g *globals) attachUp(ctx context.Context, e *composeEnv, services, scope [
 	stopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- g.stopProject(stopCtx, e, watch, opt.Timeout) }()
+	go func() { done <- g.stopProject(stopCtx, e, services, timeout) }()
 	select {
 	case err := <-done:
 		return err
 	case <-again:
 		cancel()
 		fmt.Fprintln(g.stderr, "Killing...")
-		infos, _ := g.projectContainers(context.WithoutCancel(ctx), e, watch, false, true)
+		bg := context.WithoutCancel(ctx)
+		infos, _ := g.projectContainers(bg, e, services, false, true)
 		for _, in := range infos {
-			if c, err := e.deps.Runtime.Load(context.WithoutCancel(ctx), in.ID); err == nil {
-				c.Kill(context.WithoutCancel(ctx), syscall.SIGKILL)
+			if c, err := e.deps.Runtime.Load(bg, in.ID); err == nil {
+				c.Kill(bg, syscall.SIGKILL)
 			}
 		}
 		return exitError{130}

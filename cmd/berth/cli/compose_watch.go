@@ -8,14 +8,12 @@ import (
 	"io"
 	"maps"
 	"os"
-	"os/signal"
 	"path"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
@@ -144,34 +142,6 @@ func (g *globals) upWatch(ctx context.Context, e *composeEnv, services []string,
 		return err
 	}
 	return werr
-}
-
-// stopAttached is what attached up does on Ctrl+C: stop the services
-// gracefully, and kill them on a second Ctrl+C (exit 130).
-func (g *globals) stopAttached(ctx context.Context, e *composeEnv, services []string, timeout *time.Duration) error {
-	fmt.Fprintln(g.stderr, "Gracefully stopping... (press Ctrl+C again to force)")
-	again := make(chan os.Signal, 1)
-	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(again)
-	stopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- g.stopProject(stopCtx, e, services, timeout) }()
-	select {
-	case err := <-done:
-		return err
-	case <-again:
-		cancel()
-		fmt.Fprintln(g.stderr, "Killing...")
-		bg := context.WithoutCancel(ctx)
-		infos, _ := g.projectContainers(bg, e, services, false, true)
-		for _, in := range infos {
-			if c, err := e.deps.Runtime.Load(bg, in.ID); err == nil {
-				c.Kill(bg, syscall.SIGKILL)
-			}
-		}
-		return exitError{130}
-	}
 }
 
 // watchSession is one berth watch (or up --watch) run.
