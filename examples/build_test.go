@@ -307,6 +307,7 @@ func TestBuildInstructionsMustLandInTheImage(t *testing.T) {
 		"layer.tgz":  tgz.String(),
 		"Dockerfile": "FROM busybox\n" +
 			"COPY --chown=nobody:nogroup --chmod=0640 secret.txt /etc/app/\n" +
+			"COPY secret.txt /deep/new/file\n" +
 			"ADD layer.tgz /opt/\n" +
 			"ADD " + srv.URL + "/remote.txt /remote.txt\n" +
 			"RUN <<EOF\necho heredoc > /heredoc.txt\nEOF\n" +
@@ -318,8 +319,8 @@ func TestBuildInstructionsMustLandInTheImage(t *testing.T) {
 		t.Fatalf("build: %s", res.Stderr)
 	}
 	out := r.Must("container", "run", "--rm", "instr:1", "sh", "-c",
-		`stat -c '%U:%G %a' /etc/app/secret.txt; cat /opt/pkg/inside.txt /remote.txt /heredoc.txt /inline.txt /links.txt`)
-	want := "nobody:nogroup 640\ninside\nremote body\nheredoc\ninline body\n0\n"
+		`stat -c '%U:%G %a' /etc/app/secret.txt; cat /deep/new/file /opt/pkg/inside.txt /remote.txt /heredoc.txt /inline.txt /links.txt`)
+	want := "nobody:nogroup 640\ns3cret\ninside\nremote body\nheredoc\ninline body\n0\n"
 	if out != want {
 		t.Errorf("in the image:\n%s\nwant:\n%s", out, want)
 	}

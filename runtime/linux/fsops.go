@@ -187,6 +187,10 @@ func (c *Container) StatPath(ctx context.Context, p string, follow bool) (PathSt
 	sc := &fsScope{}
 	defer sc.close()
 	res, err := v.resolve(sc, p, follow || strings.HasSuffix(p, "/"), false)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		// A missing parent: p does not exist either.
+		return PathStat{}, errdefs.NotFoundf("container %s: %s: %v", m.Name, p, err)
+	}
 	if err != nil {
 		return PathStat{}, fmt.Errorf("stat in container %s: %s: %w", m.Name, p, err)
 	}

@@ -16,18 +16,16 @@ import (
 
 	"berth.dev/berth/build"
 	"berth.dev/berth/image"
+	"berth.dev/berth/image/local"
 	"berth.dev/berth/internal/errdefs"
 	"berth.dev/berth/internal/state"
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/runtime/linux"
 )
 
 // builder wires the Dockerfile builder to berth's runtime, image store
 // and build cache (ROOT/build/cache.json).
-func (g *globals) builder() (*build.Builder, error) {
-	rt, store, err := g.openRuntime()
-	if err != nil {
-		return nil, err
-	}
+func (g *globals) builder(rt *linux.Runtime, store *local.Store) (*build.Builder, error) {
 	root, err := state.Open(g.stateRoot())
 	if err != nil {
 		return nil, err
@@ -148,7 +146,11 @@ digest of the files it copies: an unchanged rebuild starts no container.
 					o.Contexts[k] = v
 				}
 			}
-			b, err := g.builder()
+			rt, store, err := g.openRuntime()
+			if err != nil {
+				return err
+			}
+			b, err := g.builder(rt, store)
 			if err != nil {
 				return err
 			}
@@ -194,10 +196,7 @@ func composeBuilds(e *composeEnv, scope []string, bf *buildFlags) ([]*serviceBui
 		if !ok || svc.Build == nil {
 			continue
 		}
-		ref := reconcile.ImageRef(e.m.Name, svc)
-		if svc.Image == "" {
-			ref = e.m.Name + "-" + svc.Name
-		}
+		ref := reconcile.ImageRef(e.m.Name, svc) // image:, else <project>-<service>
 		cfg := fmt.Sprintf("%#v", *svc.Build)
 		if sb, ok := byRef[ref]; ok {
 			if sb.cfg != cfg {
@@ -266,8 +265,8 @@ func serviceBuildOptions(b *types.BuildConfig, bf *buildFlags) (build.Options, e
 		o.Pull = true
 	}
 	for _, p := range b.Platforms {
-		if p != "linux/"+goarch() {
-			return o, errdefs.Unavailablef("platforms %s: berth builds for this machine only (linux/%s)", p, goarch())
+		if p != "linux/"+goruntime.GOARCH {
+			return o, errdefs.Unavailablef("platforms %s: berth builds for this machine only (linux/%s)", p, goruntime.GOARCH)
 		}
 	}
 	return o, nil
@@ -275,11 +274,15 @@ func serviceBuildOptions(b *types.BuildConfig, bf *buildFlags) (build.Options, e
 
 // runBuilds runs builds in parallel (independent services), printing
 // one progress stream, and says which service failed.
-func (g *globals) runBuilds(ctx context.Context, builds []*serviceBuild, bf *buildFlags) error {
+func (g *globals) runBuilds(ctx context.Context, e *composeEnv, builds []*serviceBuild, bf *buildFlags) error {
 	if len(builds) == 0 {
 		return nil
 	}
-	b, err := g.builder()
+	rt, ok := e.deps.Runtime.(*linux.Runtime)
+	if !ok {
+		return errdefs.Unavailablef("builds need berth's container runtime")
+	}
+	b, err := g.builder(rt, e.store)
 	if err != nil {
 		return err
 	}
@@ -336,16 +339,17 @@ func (g *globals) buildForUp(ctx context.Context, e *composeEnv, scope []string,
 		return err
 	}
 	if !always {
-		_, store, err := g.openRuntime()
-		if err != nil {
-			return err
-		}
-		builds = slices.DeleteFunc(builds, func(sb *serviceBuild) bool {
-			_, err := store.Get(ctx, sb.ref)
-			return err == nil
-		})
+		builds = missingBuilds(ctx, e, builds)
 	}
-	return g.runBuilds(ctx, builds, bf)
+	return g.runBuilds(ctx, e, builds, bf)
+}
+
+// missingBuilds keeps the builds whose image is not in the store.
+func missingBuilds(ctx context.Context, e *composeEnv, builds []*serviceBuild) []*serviceBuild {
+	return slices.DeleteFunc(builds, func(sb *serviceBuild) bool {
+		_, err := e.store.Get(ctx, sb.ref)
+		return err == nil
+	})
 }
 
 func newBuildComposeCmd(g *globals) *cobra.Command {
@@ -384,11 +388,9 @@ parallel.`,
 				}
 				return nil
 			}
-			return g.runBuilds(ctx, builds, &bf)
+			return g.runBuilds(ctx, e, builds, &bf)
 		},
 	}
 	bf.add(cmd)
 	return g.compose(cmd)
 }
-
-func goarch() string { return goruntime.GOARCH }

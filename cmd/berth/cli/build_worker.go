@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"archive/tar"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -135,19 +134,14 @@ func (s *buildStep) Stat(ctx context.Context, p string) (bool, bool, error) {
 	if err := s.create(ctx, nil); err != nil {
 		return false, false, err
 	}
-	rc, err := s.c.CopyOutWith(ctx, p, linux.CopyOptions{FollowLink: true})
+	st, err := s.c.StatPath(ctx, p, true)
 	if errdefs.IsNotFound(err) {
 		return false, false, nil
 	}
 	if err != nil {
 		return false, false, err
 	}
-	defer rc.Close()
-	h, err := tar.NewReader(rc).Next()
-	if err != nil {
-		return false, false, fmt.Errorf("stat %s: %w", p, err)
-	}
-	return true, h.Typeflag == tar.TypeDir, nil
+	return true, st.Mode.IsDir(), nil
 }
 
 func (s *buildStep) CopyIn(ctx context.Context, r io.Reader) error {

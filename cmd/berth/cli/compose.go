@@ -61,9 +61,10 @@ func (r imageResolver) Resolve(ctx context.Context, ref string) (reconcile.Resol
 
 // composeEnv is a loaded project with the machine wired under it.
 type composeEnv struct {
-	m    *project.Model
-	deps reconcile.Deps
-	root *state.Root
+	m     *project.Model
+	deps  reconcile.Deps
+	root  *state.Root
+	store *local.Store // the image store deps.Images resolves in (builds and pulls use it)
 }
 
 func (g *globals) composeEnv(ctx context.Context) (*composeEnv, error) {
@@ -87,7 +88,7 @@ func (g *globals) composeEnv(ctx context.Context) (*composeEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &composeEnv{m: m, root: root, deps: reconcile.Deps{Runtime: rt, Networks: nm, Volumes: vm, Images: imageResolver{store}}}, nil
+	return &composeEnv{m: m, root: root, store: store, deps: reconcile.Deps{Runtime: rt, Networks: nm, Volumes: vm, Images: imageResolver{store}}}, nil
 }
 
 // lock takes the project lock, saying whom it waits for.

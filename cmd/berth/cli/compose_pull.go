@@ -104,13 +104,9 @@ type pullService struct {
 
 // runPulls pulls in parallel with one display and names the failing
 // service; optional failures are warnings.
-func (g *globals) runPulls(ctx context.Context, pulls []*pullService, quiet, ignoreFailures bool) error {
+func (g *globals) runPulls(ctx context.Context, store *local.Store, pulls []*pullService, quiet, ignoreFailures bool) error {
 	if len(pulls) == 0 {
 		return nil
-	}
-	_, store, err := g.openRuntime()
-	if err != nil {
-		return err
 	}
 	d := g.newPullDisplay(quiet)
 	var wg sync.WaitGroup
@@ -148,6 +144,41 @@ func (g *globals) runPulls(ctx context.Context, pulls []*pullService, quiet, ign
 	return firstErr
 }
 
+// collectPulls is the images of the scope's services that want a pull,
+// one per reference with the services that run it: want says, for a
+// service and whether its image is present, if it is pulled and if a
+// failure is only a warning.
+func collectPulls(ctx context.Context, e *composeEnv, scope []string, want func(svc types.ServiceConfig, ref string, present bool) (pull, optional bool, err error)) ([]*pullService, error) {
+	byRef := map[string]*pullService{}
+	var pulls []*pullService
+	for _, name := range scope {
+		svc, ok := e.m.Project.Services[name]
+		if !ok || svc.Image == "" {
+			continue // built, not pulled
+		}
+		n, err := local.NormalizeRef(svc.Image)
+		if err != nil {
+			return nil, fmt.Errorf("service %s: image: %w", name, err)
+		}
+		_, gerr := e.store.Get(ctx, n)
+		pull, optional, err := want(svc, n, gerr == nil)
+		if err != nil {
+			return nil, fmt.Errorf("service %s: %w", name, err)
+		}
+		if !pull {
+			continue
+		}
+		if p, ok := byRef[n]; ok {
+			p.services = append(p.services, name)
+			continue
+		}
+		p := &pullService{ref: svc.Image, services: []string{name}, optional: optional}
+		byRef[n] = p
+		pulls = append(pulls, p)
+	}
+	return pulls, nil
+}
+
 // pullForUp pulls what up needs before it plans: the images of services
 // without a build section as their pull_policy (or --pull) says. A
 // service with a build section is built instead (buildForUp).
@@ -155,43 +186,22 @@ func (g *globals) pullForUp(ctx context.Context, e *composeEnv, scope []string, 
 	if g.dryRun {
 		return nil
 	}
-	_, store, err := g.openRuntime()
-	if err != nil {
-		return err
-	}
 	last := g.lastPulls()
-	byRef := map[string]*pullService{}
-	var pulls []*pullService
-	for _, name := range scope {
-		svc, ok := e.m.Project.Services[name]
-		if !ok || svc.Build != nil || svc.Image == "" {
-			continue
+	pulls, err := collectPulls(ctx, e, scope, func(svc types.ServiceConfig, ref string, present bool) (bool, bool, error) {
+		if svc.Build != nil {
+			return false, false, nil
 		}
 		policy := svc.PullPolicy
 		if override != "" && override != "policy" {
 			policy = override
 		}
-		n, err := local.NormalizeRef(svc.Image)
-		if err != nil {
-			return fmt.Errorf("service %s: image: %w", name, err)
-		}
-		_, gerr := store.Get(ctx, n)
-		due, err := pullDue(policy, gerr == nil, last[n])
-		if err != nil {
-			return fmt.Errorf("service %s: %w", name, err)
-		}
-		if !due {
-			continue
-		}
-		if p, ok := byRef[n]; ok {
-			p.services = append(p.services, name)
-			continue
-		}
-		p := &pullService{ref: svc.Image, services: []string{name}}
-		byRef[n] = p
-		pulls = append(pulls, p)
+		due, err := pullDue(policy, present, last[ref])
+		return due, false, err
+	})
+	if err != nil {
+		return err
 	}
-	return g.runPulls(ctx, pulls, false, false)
+	return g.runPulls(ctx, e.store, pulls, false, false)
 }
 
 func newPullComposeCmd(g *globals) *cobra.Command {
@@ -211,34 +221,13 @@ func newPullComposeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			scope := upScope(e, args, !includeDeps)
-			_, store, err := g.openRuntime()
+			// A buildable service's image may not be in any registry: its
+			// failure is a warning.
+			pulls, err := collectPulls(ctx, e, upScope(e, args, !includeDeps), func(svc types.ServiceConfig, _ string, present bool) (bool, bool, error) {
+				return policy != "missing" || !present, svc.Build != nil, nil
+			})
 			if err != nil {
 				return err
-			}
-			byRef := map[string]*pullService{}
-			var pulls []*pullService
-			for _, name := range scope {
-				svc := e.m.Project.Services[name]
-				if svc.Image == "" {
-					continue // built, not pulled
-				}
-				n, err := local.NormalizeRef(svc.Image)
-				if err != nil {
-					return fmt.Errorf("service %s: image: %w", name, err)
-				}
-				if policy == "missing" {
-					if _, err := store.Get(ctx, n); err == nil {
-						continue
-					}
-				}
-				if p, ok := byRef[n]; ok {
-					p.services = append(p.services, name)
-					continue
-				}
-				p := &pullService{ref: svc.Image, services: []string{name}, optional: svc.Build != nil}
-				byRef[n] = p
-				pulls = append(pulls, p)
 			}
 			if g.dryRun {
 				for _, p := range pulls {
@@ -246,7 +235,7 @@ func newPullComposeCmd(g *globals) *cobra.Command {
 				}
 				return nil
 			}
-			return g.runPulls(ctx, pulls, quiet, ignoreFailures)
+			return g.runPulls(ctx, e.store, pulls, quiet, ignoreFailures)
 		},
 	}
 	f := cmd.Flags()
@@ -270,10 +259,6 @@ image name (the images this project builds) to their registries.`,
 			if err != nil {
 				return err
 			}
-			_, store, err := g.openRuntime()
-			if err != nil {
-				return err
-			}
 			var refs []string
 			for _, name := range upScope(e, args, !includeDeps) {
 				svc := e.m.Project.Services[name]
@@ -289,7 +274,7 @@ image name (the images this project builds) to their registries.`,
 					fmt.Fprintf(g.stdout, "push image %s\n", ref)
 					continue
 				}
-				if err := g.pushImage(ctx, store, ref, quiet); err != nil {
+				if err := g.pushImage(ctx, e.store, ref, quiet); err != nil {
 					if !ignoreFailures {
 						return err
 					}

@@ -315,15 +315,7 @@ func (s *watchSession) buildMissing(ctx context.Context, e *composeEnv, scope []
 	if err != nil {
 		return err
 	}
-	_, store, err := s.g.openRuntime()
-	if err != nil {
-		return err
-	}
-	builds = slices.DeleteFunc(builds, func(sb *serviceBuild) bool {
-		_, err := store.Get(ctx, sb.ref)
-		return err == nil
-	})
-	return s.g.runBuilds(ctx, builds, bf)
+	return s.g.runBuilds(ctx, e, missingBuilds(ctx, e, builds), bf)
 }
 
 func (s *watchSession) printf(format string, args ...any) {
@@ -622,7 +614,7 @@ func (s *watchSession) rebuild(ctx context.Context, sp *watch.ServicePlan) {
 	bf := s.buildFlags()
 	builds, err := composeBuilds(st.e, []string{sp.Service}, bf)
 	if err == nil {
-		err = s.g.runBuilds(ctx, builds, bf)
+		err = s.g.runBuilds(ctx, st.e, builds, bf)
 	}
 	if err == nil {
 		opt := s.upOpt

@@ -194,9 +194,9 @@ BERTH_INSECURE_REGISTRIES=host:port,...`,
 			if !quiet {
 				fmt.Fprintf(g.stderr, "Digest: %s\n", res.Digest)
 				if res.Fetched == 0 {
-					fmt.Fprintf(g.stderr, "Status: Image is up to date for %s\n", familiar(res.Ref))
+					fmt.Fprintf(g.stderr, "Status: Image is up to date for %s\n", local.FamiliarRef(res.Ref))
 				} else {
-					fmt.Fprintf(g.stderr, "Status: Downloaded newer image for %s\n", familiar(res.Ref))
+					fmt.Fprintf(g.stderr, "Status: Downloaded newer image for %s\n", local.FamiliarRef(res.Ref))
 				}
 			}
 			fmt.Fprintln(g.stdout, res.Ref)
@@ -425,6 +425,3 @@ part of the registry protocol, and berth does not call it.`,
 func registryLine(s string) registry.Progress { return registry.Progress{Status: s} }
 
 func lastElem(ref string) string { return ref[strings.LastIndexByte(ref, '/')+1:] }
-
-// familiar is a normalised reference as Docker prints it (busybox:latest).
-func familiar(ref string) string { return local.FamiliarRef(ref) }
