@@ -280,15 +280,22 @@ func usedVolumes(m *project.Model, s types.ServiceConfig) []string {
 	return keysSorted(set)
 }
 
-func (pl *planner) ensureNetworks(services []types.ServiceConfig) error {
-	users := map[string]string{} // key → first service using it, in dependency order
+// firstUsers maps each key used gives to the first service (in the
+// order given: dependency order) that uses it.
+func firstUsers(services []types.ServiceConfig, used func(types.ServiceConfig) []string) map[string]string {
+	users := map[string]string{}
 	for _, s := range services {
-		for _, k := range usedNetworks(s) {
+		for _, k := range used(s) {
 			if _, ok := users[k]; !ok {
 				users[k] = s.Name
 			}
 		}
 	}
+	return users
+}
+
+func (pl *planner) ensureNetworks(services []types.ServiceConfig) error {
+	users := firstUsers(services, usedNetworks)
 	for _, key := range keysSorted(users) {
 		cfg := pl.m.Project.Networks[key]
 		if pl.networkExists(key, cfg) {
@@ -304,14 +311,7 @@ func (pl *planner) ensureNetworks(services []types.ServiceConfig) error {
 }
 
 func (pl *planner) ensureVolumes(services []types.ServiceConfig) error {
-	users := map[string]string{}
-	for _, s := range services {
-		for _, k := range usedVolumes(pl.m, s) {
-			if _, ok := users[k]; !ok {
-				users[k] = s.Name
-			}
-		}
-	}
+	users := firstUsers(services, func(s types.ServiceConfig) []string { return usedVolumes(pl.m, s) })
 	for _, key := range keysSorted(users) {
 		cfg := pl.m.Project.Volumes[key]
 		if pl.volumeExists(key, cfg) {
